@@ -1,0 +1,93 @@
+"""Shared analysis machinery: which rows to analyse, latent endpoints, nearest molecules, interpolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from archetool.errors import ArchetoolError, InputError, preview
+
+
+def analysis_rows(model, data: str | Path | None = None) -> pd.DataFrame:
+    """Embedding table (+ smiles, side values, labels when known) of ``data``, or of the training rows.
+
+    Columns: the id column first, z0.., model columns, then ``smiles``, side and label columns if present.
+    """
+    if data is None:
+        if model.training_rows is None:
+            raise ArchetoolError(f"{model.directory}: the model has no stored training rows; pass --data DATA")
+        return model.training_rows
+    frames = []
+    prep = model.prep
+    for chunk, frame in model.iter_embeddings(data):
+        if chunk.smiles is not None:
+            frame.insert(1, "smiles", chunk.smiles)
+        for name in prep.side_names:
+            if name in chunk.obs.columns:
+                frame[name] = pd.to_numeric(chunk.obs[name], errors="coerce").to_numpy()
+        if prep.label_column and prep.label_column in chunk.obs.columns:
+            frame[prep.label_column] = chunk.obs[prep.label_column].astype(str).to_numpy()
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)
+    if len(rows) == 0:
+        raise InputError(f"{data}: no usable rows")
+    return rows
+
+
+def latent_matrix(rows: pd.DataFrame, latent_dim: int) -> np.ndarray:
+    """The (n, d) latent means z0..z{d-1} of an embedding table."""
+    return rows[[f"z{j}" for j in range(latent_dim)]].to_numpy(np.float32)
+
+
+def id_column(model) -> str:
+    return model.prep.id_column or "id"
+
+
+def find_row(model, rows: pd.DataFrame, sample_id: str) -> int | None:
+    matches = np.flatnonzero(rows[id_column(model)].astype(str).to_numpy() == str(sample_id))
+    return int(matches[0]) if len(matches) else None
+
+
+def nearest_rows(model, rows: pd.DataFrame, latent: np.ndarray, n: int = 1) -> pd.DataFrame:
+    """For each latent point (m, d): the ``n`` nearest rows (id, smiles if any, distance), as flat columns."""
+    import torch
+
+    z = torch.from_numpy(latent_matrix(rows, model.module.latent_dim))
+    dist = torch.cdist(torch.from_numpy(np.asarray(latent, np.float32)), z)
+    d, idx = dist.topk(min(n, z.shape[0]), largest=False)
+    out = {}
+    ids = rows[id_column(model)].astype(str).to_numpy()
+    for r in range(idx.shape[1]):
+        suffix = "" if n == 1 else f"_{r + 1}"
+        out[f"nearest_id{suffix}"] = ids[idx[:, r].numpy()]
+        if "smiles" in rows.columns:
+            out[f"nearest_smiles{suffix}"] = rows["smiles"].to_numpy()[idx[:, r].numpy()]
+        out[f"nearest_distance{suffix}"] = d[:, r].numpy()
+    return pd.DataFrame(out)
+
+
+def line_between(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` evenly spaced points on the segment start -> end: (fractions (steps,), points (steps, d))."""
+    if steps < 2:
+        raise ArchetoolError(f"--steps must be at least 2, got {steps}")
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+    return t, (1 - t)[:, None] * start[None, :] + t[:, None] * end[None, :]
+
+
+def unknown_endpoint(spec: str, what: str, choices) -> ArchetoolError:
+    return ArchetoolError(f"endpoint {spec!r} is neither {what}; use one of: {preview(choices, 8)}")
+
+
+class ModelAnalysis:
+    """Defaults shared by the adapters; subclasses override what differs."""
+
+    def check_options(self, options) -> None:
+        pass
+
+    def summary(self, model, data, val_index) -> dict:
+        return {}
+
+    def label_column(self, model) -> str:
+        return model.prep.label_column or "label"

@@ -1,0 +1,159 @@
+"""PNG figures (matplotlib, Agg backend; imported only by the commands that draw)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from archetool.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def polygon_vertices(k: int) -> np.ndarray:
+    """(k, 2) corners of a regular k-gon (k=2: a segment), first corner at the top."""
+    if k == 2:
+        return np.array([[-1.0, 0.0], [1.0, 0.0]])
+    angles = np.pi / 2 + 2 * np.pi * np.arange(k) / k
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def simplex_plot(weights: np.ndarray, colour: np.ndarray | None, colour_name: str | None, path: Path,
+                 labels: list[str], title: str, categorical: bool = False) -> Path:
+    """Samples placed by their archetype weights (n, k) inside the k-gon whose corners are the archetypes."""
+    plt = _pyplot()
+    corners = polygon_vertices(weights.shape[1])
+    xy = weights @ corners
+    fig, ax = plt.subplots(figsize=(6.2, 5.6))
+    ax.fill(*np.vstack([corners, corners[:1]]).T, color="0.95", zorder=0)
+    ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.6", lw=1, zorder=1)
+    if colour is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.6, color="tab:blue", zorder=2)
+    elif categorical:
+        cats = list(dict.fromkeys(colour.tolist()))
+        cmap = plt.get_cmap("tab20", max(len(cats), 1))
+        for i, c in enumerate(cats):
+            sel = colour == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, color=cmap(i), label=str(c), zorder=2)
+        if len(cats) <= 20:
+            ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.02, 0.5), title=colour_name)
+    else:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.75, c=colour, cmap="viridis", zorder=2)
+        fig.colorbar(sc, ax=ax, shrink=0.8, label=colour_name)
+    ax.scatter(corners[:, 0], corners[:, 1], marker="*", s=320, color="crimson", edgecolor="k", zorder=3)
+    for (x, y), name in zip(corners, labels):
+        ax.annotate(name, (x, y), xytext=(x * 1.12, y * 1.12 + (0.04 if y >= 0 else -0.06)), ha="center",
+                    fontsize=9, fontweight="bold")
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def elbow_plot(table, path: Path, columns: list[str]) -> Path:
+    """Validation errors against k (one line per column)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        ax.plot(table["k"], table[col], "o-")
+        ax.set_xlabel("k (archetypes)")
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Choosing k: held-out errors", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def heatmap(matrix: np.ndarray, labels: list[str], path: Path, title: str, cmap: str = "RdBu_r",
+            cluster: bool = True, vmin=None, vmax=None) -> Path:
+    """A (clustered) square heatmap; rows/columns reordered by average-linkage clustering when ``cluster``."""
+    plt = _pyplot()
+    order = np.arange(len(labels))
+    if cluster and len(labels) > 2:
+        from scipy.cluster.hierarchy import leaves_list, linkage
+        from scipy.spatial.distance import squareform
+
+        dist = matrix if vmin is None or vmin >= 0 else 1 - matrix
+        dist = (dist + dist.T) / 2
+        np.fill_diagonal(dist, 0)
+        order = leaves_list(linkage(squareform(np.clip(dist, 0, None), checks=False), "average"))
+    m = matrix[np.ix_(order, order)]
+    size = min(16, 3 + 0.18 * len(labels))
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
+    ticks = np.arange(len(labels))
+    names = [labels[i] for i in order]
+    fs = max(4, min(9, int(300 / max(len(labels), 1))))
+    ax.set_xticks(ticks, names, rotation=90, fontsize=fs)
+    ax.set_yticks(ticks, names, fontsize=fs)
+    fig.colorbar(im, ax=ax, shrink=0.7)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def bar_chart(values: dict[str, np.ndarray], path: Path, title: str, ylabel: str) -> Path:
+    """Grouped bars: one group per key (e.g. class latent, shared latent), one bar per dimension."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * sum(len(v) for v in values.values()), 3.4))
+    pos = 0
+    colours = plt.get_cmap("tab10")
+    for i, (name, vals) in enumerate(values.items()):
+        xs = np.arange(pos, pos + len(vals))
+        ax.bar(xs, vals, color=colours(i), label=name)
+        pos += len(vals) + 1
+    ax.set_ylabel(ylabel)
+    ax.set_xticks([])
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def image_grid(images: np.ndarray, path: Path, row_labels: list[str], col_labels: list[str] | None, title: str) -> Path:
+    """images (rows, cols, h, w) drawn as a grid of grey-scale pictures."""
+    plt = _pyplot()
+    rows, cols = images.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols + 0.8, 0.8 * rows + 0.5), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.imshow(images[r, c], cmap="gray_r")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
+            if r == 0 and col_labels is not None:
+                ax.set_title(col_labels[c], fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def molecule_grid(smiles: list[str], legends: list[str], path: Path, per_row: int) -> Path:
+    """RDKit drawing of molecules in a grid (one row per archetype/class)."""
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    mols = [Chem.MolFromSmiles(s) if s else None for s in smiles]
+    mols = [m if m is not None else Chem.Mol() for m in mols]
+    image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(220, 180), legends=legends)
+    with atomic_path(path) as tmp:
+        if hasattr(image, "save"):
+            image.save(tmp, format="PNG")
+        else:
+            tmp.write_bytes(image.data)
+    return path

@@ -1,0 +1,1 @@
+"""Command-line interface: parses options and delegates; no maths here."""

@@ -1,0 +1,1 @@
+"""Data layer: readers (files -> RawBatch), featurisers (RawBatch -> matrix) and preprocessing state."""

@@ -1,0 +1,280 @@
+"""From an input file to model-ready arrays, and the preprocessing state saved with the model.
+
+``load_training_data`` validates side/label columns (clear one-line errors), featurises, fits the
+scalers and returns a :class:`Dataset` plus the :class:`Preprocessing` that ``embed`` re-applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from archetool.data.featurizers import default_featurizer, featurizer_from_state
+from archetool.data.readers import open_source
+from archetool.data.source import RawBatch, ReadOptions
+from archetool.errors import InputError, preview
+
+log = logging.getLogger("archetool")
+
+
+@dataclass
+class Preprocessing:
+    """Everything needed to turn a new file into model inputs exactly as at fit time (JSON-able).
+
+    featurizer: featuriser state (name, feature names, fingerprint settings)
+    x_mean, x_std: (p,) standardisation of features (None for Bernoulli fingerprints)
+    side_names, side_mean, side_std: side columns and their standardisation (original units)
+    label_column, classes: class column and the class names, index = model class id
+    """
+
+    source_kind: str
+    featurizer: dict
+    likelihood: str
+    x_mean: list[float] | None = None
+    x_std: list[float] | None = None
+    side_names: list[str] = field(default_factory=list)
+    side_mean: list[float] = field(default_factory=list)
+    side_std: list[float] = field(default_factory=list)
+    label_column: str | None = None
+    classes: list[str] = field(default_factory=list)
+    id_column: str | None = None
+    smiles_column: str | None = None
+    layer: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(**d)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.featurizer["feature_names"])
+
+    def make_featurizer(self):
+        return featurizer_from_state(self.featurizer)
+
+    def scale_x(self, x: np.ndarray) -> np.ndarray:
+        """Original feature units -> model space; NaN becomes the training mean (0 after scaling)."""
+        if self.x_mean is not None:
+            x = (x - np.asarray(self.x_mean, np.float32)) / np.asarray(self.x_std, np.float32)
+        return np.nan_to_num(x, nan=0.0).astype(np.float32, copy=False)
+
+    def unscale_x(self, x: np.ndarray) -> np.ndarray:
+        """Model space -> original feature units (probabilities for Bernoulli fingerprints)."""
+        if self.x_mean is None:
+            return x
+        return x * np.asarray(self.x_std, np.float32) + np.asarray(self.x_mean, np.float32)
+
+    def scale_side(self, y: np.ndarray) -> np.ndarray:
+        return ((y - np.asarray(self.side_mean)) / np.asarray(self.side_std)).astype(np.float32)
+
+    def unscale_side(self, y: np.ndarray) -> np.ndarray:
+        return y * np.asarray(self.side_std) + np.asarray(self.side_mean)
+
+
+@dataclass
+class Dataset:
+    """Model-ready rows (all aligned, n = rows kept).
+
+    ids (n,) str; x (n, p) float32 in model space; side (n, s) standardised or None;
+    label (n,) int64 class ids or None; smiles (n,) str or None; side_raw (n, s) original units;
+    rejects: DataFrame(row, id, smiles) of invalid molecules (row is the 1-based data row).
+    """
+
+    ids: np.ndarray
+    x: np.ndarray
+    side: np.ndarray | None = None
+    side_raw: np.ndarray | None = None
+    label: np.ndarray | None = None
+    smiles: np.ndarray | None = None
+    obs: pd.DataFrame | None = None
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "id", "smiles"]))
+
+
+def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) -> str:
+    """Join a side table (id column + class column) onto ``batch.obs`` by row id; returns the label column name."""
+    source = open_source(labels_file)
+    table = source.read().obs
+    if table.shape[1] < 2:
+        raise InputError(f"{labels_file}: a labels table needs an id column and a class column")
+    id_col = table.columns[0]
+    column = label_column or table.columns[1]
+    if column not in table.columns:
+        raise InputError(f"{labels_file}: label column {column!r} not found; columns are: {preview(table.columns)}")
+    mapping = dict(zip(table[id_col].astype(str), table[column]))
+    batch.obs[column] = [mapping.get(i, np.nan) for i in batch.ids]
+    return column
+
+
+def _check_column(path, columns, name: str, what: str, flag: str) -> None:
+    if name not in columns:
+        raise InputError(f"{path}: {what} column {name!r} not found; columns are: {preview(columns)} (use {flag} with one of them)")
+
+
+def load_training_data(
+    path: str | Path,
+    side: list[str] | None = None,
+    label: str | None = None,
+    labels_file: str | Path | None = None,
+    drop_missing: bool = False,
+    read_options: ReadOptions | None = None,
+    featurizer_options: dict | None = None,
+    likelihood: str | None = None,
+    min_class_size: int = 2,
+    strict_classes: bool = False,
+) -> tuple[Dataset, Preprocessing]:
+    """Read, validate and featurise a training file. Raises InputError with one line on bad input."""
+    path = Path(path)
+    options = read_options or ReadOptions()
+    source = open_source(path, options)
+    batch = source.read()
+    side = list(side or [])
+    if labels_file is not None:
+        label = attach_labels(batch, Path(labels_file), label)
+    columns = list(batch.obs.columns)
+    for col in side:
+        _check_column(path, columns, col, "side", "--side")
+    if label is not None:
+        _check_column(path, columns, label, "label", "--label")
+
+    # side columns: numeric, count missing
+    keep = np.ones(len(batch), bool)
+    for col in side:
+        values = batch.obs[col]
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = numeric.isna() & values.notna() & (values.astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path}: side column {col!r} is not numeric (data row {row + 1} holds {values.iloc[row]!r}); choose a numeric column")
+        missing = numeric.isna().to_numpy()
+        if missing.any():
+            if not drop_missing:
+                raise InputError(
+                    f"{path}: side column {col!r} has {int(missing.sum())} missing values (first at data row "
+                    f"{int(np.flatnonzero(missing)[0]) + 1}); fill them, or pass --drop-missing to drop those rows"
+                )
+            log.warning("%s: dropping %d rows with missing %r (--drop-missing)", path, int(missing.sum()), col)
+            keep &= ~missing
+        batch.obs[col] = numeric
+    if label is not None:
+        labels = batch.obs[label]
+        missing = labels.isna().to_numpy() | (labels.astype(str).str.strip() == "").to_numpy()
+        if missing.any():
+            if not drop_missing:
+                raise InputError(
+                    f"{path}: label column {label!r} has {int(missing.sum())} missing labels (first at data row "
+                    f"{int(np.flatnonzero(missing)[0]) + 1}); fill them, or pass --drop-missing to drop those rows"
+                )
+            log.warning("%s: dropping %d rows with a missing %r label (--drop-missing)", path, int(missing.sum()), label)
+            keep &= ~missing
+
+    exclude = set(side) | ({label} if label else set())
+    id_column = getattr(source, "id_column", None)
+    smiles_column = getattr(source, "smiles_column", None)
+    exclude |= {c for c in (id_column, smiles_column) if c}
+    featurizer = default_featurizer(source.kind, **(featurizer_options or {}))
+    if source.kind == "expression":
+        featurizer.fit(batch, exclude, path)
+        feats = featurizer.transform(batch, path)
+    else:
+        featurizer.fit(batch, exclude, path)
+        feats = featurizer.transform(batch, path, smiles_column) if smiles_column else featurizer.transform(batch, path)
+
+    rejects = pd.DataFrame(
+        {"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
+         "id": [batch.ids[i] for i, _ in feats.rejects],
+         "smiles": [s for _, s in feats.rejects]}
+    )
+    if feats.valid.sum() == 0:
+        raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
+    x = feats.x[keep[feats.valid]]
+    keep &= feats.valid
+    if keep.sum() == 0:
+        raise InputError(f"{path}: no rows left after dropping missing values")
+    obs = batch.obs.loc[keep].reset_index(drop=True)
+    ids = batch.ids[keep]
+
+    lik = likelihood or featurizer.likelihood
+    prep = Preprocessing(source_kind=source.kind, featurizer=featurizer.state(), likelihood=lik,
+                         id_column=id_column, smiles_column=smiles_column, layer=options.layer)
+    if lik == "gaussian":
+        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
+        std = np.nanstd(x, axis=0)
+        mean = np.nan_to_num(mean)
+        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+        prep.x_mean, prep.x_std = mean.astype(float).tolist(), std.astype(float).tolist()
+    elif lik == "bernoulli" and (np.nanmin(x) < 0 or np.nanmax(x) > 1):
+        raise InputError(f"{path}: a Bernoulli likelihood needs features in [0, 1]; use --likelihood gaussian")
+    data = Dataset(ids=ids, x=prep.scale_x(x), obs=obs, rejects=rejects)
+    if smiles_column:
+        data.smiles = obs[smiles_column].astype(str).to_numpy()
+    if side:
+        raw = obs[side].to_numpy(dtype=np.float64)
+        prep.side_names = side
+        prep.side_mean = raw.mean(0).tolist()
+        std = raw.std(0)
+        prep.side_std = np.where(std > 1e-12, std, 1.0).tolist()
+        data.side_raw, data.side = raw, prep.scale_side(raw)
+    if label is not None:
+        _encode_labels(path, data, prep, obs[label], label, min_class_size, strict_classes)
+    return data, prep
+
+
+def _encode_labels(path, data: Dataset, prep: Preprocessing, labels: pd.Series, column: str,
+                   min_class_size: int, strict: bool) -> None:
+    names = labels.astype(str).to_numpy()
+    classes, codes = np.unique(names, return_inverse=True)
+    if len(classes) < 2:
+        raise InputError(f"{path}: label column {column!r} holds a single class ({classes[0]!r}); a class model needs at least 2 classes")
+    counts = np.bincount(codes, minlength=len(classes))
+    small = [f"{c!r} ({n})" for c, n in zip(classes, counts) if n < min_class_size]
+    if small:
+        msg = f"{path}: {len(small)} classes of {column!r} have fewer than {min_class_size} samples: {preview(small, 5)}"
+        if strict:
+            raise InputError(msg + "; drop --strict-classes to carry on anyway")
+        log.warning(msg + "; carrying on (they cannot be held out for validation)")
+    prep.label_column, prep.classes = column, [str(c) for c in classes]
+    data.label = codes.astype(np.int64)
+
+
+@dataclass
+class InferenceChunk:
+    """One chunk of new data ready for a fitted model: ids (n,), x (n, p) model space, smiles, obs."""
+
+    ids: np.ndarray
+    x: np.ndarray
+    obs: pd.DataFrame
+    smiles: np.ndarray | None
+    rejects: pd.DataFrame
+
+
+def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int = 65536,
+                          read_options: ReadOptions | None = None) -> Iterator[InferenceChunk]:
+    """Featurise a new file chunk by chunk exactly as at fit time (genes matched by name)."""
+    path = Path(path)
+    options = read_options or ReadOptions(layer=prep.layer)
+    source = open_source(path, options)
+    if source.kind != prep.source_kind and not (source.kind == "molecules" and prep.source_kind == "table"):
+        raise InputError(f"{path}: holds {source.kind} data but the model was fitted on {prep.source_kind} data")
+    featurizer = prep.make_featurizer()
+    smiles_column = getattr(source, "smiles_column", None)
+    for batch in source.iter_batches(batch_rows):
+        if prep.featurizer["name"] == "morgan":
+            if not smiles_column:
+                raise InputError(f"{path}: no SMILES column found but the model was fitted on molecules")
+            feats = featurizer.transform(batch, path, smiles_column)
+        else:
+            feats = featurizer.transform(batch, path)
+        rejects = pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
+                                "id": [batch.ids[i] for i, _ in feats.rejects],
+                                "smiles": [s for _, s in feats.rejects]})
+        obs = batch.obs.loc[feats.valid].reset_index(drop=True)
+        smiles = obs[smiles_column].astype(str).to_numpy() if smiles_column else None
+        yield InferenceChunk(ids=batch.ids[feats.valid], x=prep.scale_x(feats.x), obs=obs, smiles=smiles, rejects=rejects)

@@ -1,0 +1,94 @@
+"""``embed``: stream a data file through a fitted model into an embedding file (or stdout)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from archetool.errors import ArchetoolError
+
+log = logging.getLogger("archetool")
+
+
+def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, batch_size: int = 4096,
+             chunk_rows: int = 65536, device: str = "auto") -> int:
+    """Embed ``data`` chunk by chunk; write CSV/TSV/Parquet/.npy as it goes, or an .h5ad with obsm.
+
+    Returns the number of rows written. Invalid SMILES are reported and listed in ``<out>.rejects.csv``.
+    """
+    from archetool.data.readers import data_extension, open_source
+    from archetool.io_tables import TableWriter, output_format, write_table
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(model_dir, device=device)
+    out = Path(out) if out is not None else None
+    fmt = output_format(out) if out is not None else ".csv"
+    if fmt == ".h5ad":
+        if data_extension(Path(data)) != ".h5ad":
+            raise ArchetoolError(f"{out}: .h5ad output needs .h5ad input (the embedding is added to its obsm); use .parquet or .csv")
+        return _embed_to_h5ad(model, Path(data), out, batch_size, chunk_rows)
+    n_rows = open_source(data).n_rows if fmt == ".npy" else None
+    tic, written, rejects = time.perf_counter(), 0, []
+    if out is None:
+        header = True
+        for chunk, frame in model.iter_embeddings(data, chunk_rows, batch_size):
+            frame.to_csv(sys.stdout, index=False, header=header)
+            header, written = False, written + len(frame)
+            rejects.append(chunk.rejects)
+    else:
+        if fmt == ".npy" and n_rows is None:
+            raise ArchetoolError(f"{out}: .npy output needs an input whose row count is known up front (h5ad, gctx, parquet); use .parquet")
+        with TableWriter(out, n_rows=n_rows) as writer:
+            for chunk, frame in model.iter_embeddings(data, chunk_rows, batch_size):
+                if fmt == ".npy" and len(chunk.rejects):
+                    raise ArchetoolError(f"{data}: {len(chunk.rejects)} invalid SMILES; .npy output cannot keep ids aligned, use .parquet or .csv")
+                writer.write(frame)
+                written += len(frame)
+                rejects.append(chunk.rejects)
+    _report_rejects(data, out, rejects, written)
+    seconds = time.perf_counter() - tic
+    log.info("embedded %d rows in %.1fs (%.0f rows/s)%s", written, seconds, written / max(seconds, 1e-9),
+             f" -> {out}" if out else "")
+    return written
+
+
+def _report_rejects(data, out: Path | None, rejects, written: int) -> None:
+    import pandas as pd
+
+    from archetool.io_tables import write_table
+
+    frames = [r for r in rejects if len(r)]
+    if not frames:
+        return
+    table = pd.concat(frames, ignore_index=True)
+    target = (out.with_name(out.name.split(".")[0] + ".rejects.csv") if out else Path(str(Path(data).name).split(".")[0] + ".rejects.csv"))
+    write_table(table, target)
+    log.warning("%s: %d of %d SMILES could not be parsed and were skipped; rows and SMILES written to %s",
+                data, len(table), len(table) + written, target)
+
+
+def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int) -> int:
+    import anndata as ad
+    import numpy as np
+
+    from archetool.atomic import atomic_path
+
+    adata = ad.read_h5ad(data)
+    frames = [frame for _, frame in model.iter_embeddings(data, chunk_rows, batch_size)]
+    import pandas as pd
+
+    table = pd.concat(frames, ignore_index=True)
+    z = table[[c for c in table.columns if c.startswith("z") and c[1:].isdigit()]].to_numpy(np.float32)
+    adata.obsm[f"X_{model.kind}"] = z
+    weights = [c for c in table.columns if c.startswith("a") and c[1:].isdigit()]
+    if weights:
+        adata.obsm[f"{model.kind}_weights"] = table[weights].to_numpy(np.float32)
+    for col in table.columns:
+        if col.startswith("pred_"):
+            adata.obs[f"{model.kind}_{col}"] = table[col].to_numpy()
+    with atomic_path(out) as tmp:
+        adata.write_h5ad(tmp)
+    log.info("wrote %s with obsm['X_%s'] (%d x %d)", out, model.kind, *z.shape)
+    return len(table)

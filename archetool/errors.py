@@ -1,0 +1,31 @@
+"""User-facing errors: one clear line, no traceback (the CLI prints ``str(err)``)."""
+
+from __future__ import annotations
+
+
+class ArchetoolError(Exception):
+    """An error caused by the user's input or options.
+
+    The message is a single line naming the file, the row or column, and the fix.
+    The CLI prints it to stderr as ``error: <message>`` and exits with ``exit_code``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class InputError(ArchetoolError):
+    """Unreadable, malformed or inconsistent input data."""
+
+
+class ModelDirError(ArchetoolError):
+    """A MODEL path that is missing, corrupt or not an archetool model."""
+
+
+def preview(names, limit: int = 12) -> str:
+    """Comma-separated preview of ``names`` (for 'columns that do exist: ...')."""
+    names = [str(n) for n in names]
+    head = ", ".join(names[:limit])
+    return head + (f", ... ({len(names)} in all)" if len(names) > limit else "")

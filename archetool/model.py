@@ -1,0 +1,200 @@
+"""A fitted model: the PyTorch module plus its preprocessing state, saved as a model directory.
+
+Directory layout (DESIGN §3)::
+
+    config.json          model kind, hyper-parameters, training settings, archetool version, seed, summary
+    weights.pt           state_dict, loadable with torch.load(weights_only=True)
+    preprocessing.json   featuriser settings, feature names / gene order, scaling, side names, classes
+    history.csv          one row per epoch
+    training_rows.parquet  ids (+ SMILES, side values, labels, split) and embeddings of the training rows
+    checkpoint.pt        last training state, for ``fit --resume``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from archetool.atomic import atomic_path, write_text_atomic
+from archetool.data.prepare import InferenceChunk, Preprocessing, iter_inference_chunks
+from archetool.errors import ModelDirError
+
+log = logging.getLogger("archetool")
+
+CONFIG, WEIGHTS, PREPROCESSING, HISTORY, TRAINING_ROWS, CHECKPOINT = (
+    "config.json", "weights.pt", "preprocessing.json", "history.csv", "training_rows.parquet", "checkpoint.pt",
+)
+FORMAT = "archetool-model"
+
+
+class ArchetoolModel:
+    """module: an ArchetoolModule in eval mode; prep: its Preprocessing; config: the JSON config dict."""
+
+    def __init__(self, module, prep: Preprocessing, config: dict, history: list[dict] | None = None,
+                 training_rows: pd.DataFrame | None = None, directory: Path | None = None):
+        self.module = module.eval()
+        self.prep = prep
+        self.config = config
+        self.history = history or []
+        self.training_rows = training_rows
+        self.directory = directory
+
+    @property
+    def kind(self) -> str:
+        return self.module.kind
+
+    @property
+    def device(self):
+        return next(self.module.parameters()).device
+
+    def to(self, device) -> "ArchetoolModel":
+        self.module.to(device)
+        return self
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the model directory; every file atomically, ``config.json`` last (it marks completeness)."""
+        import torch
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / WEIGHTS) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in self.module.state_dict().items()}, tmp)
+        write_text_atomic(directory / PREPROCESSING, json.dumps(self.prep.to_dict(), indent=1))
+        if self.history:
+            with atomic_path(directory / HISTORY) as tmp:
+                pd.DataFrame(self.history).to_csv(tmp, index=False)
+        if self.training_rows is not None:
+            with atomic_path(directory / TRAINING_ROWS) as tmp:
+                self.training_rows.to_parquet(tmp, index=False)
+        write_text_atomic(directory / CONFIG, json.dumps(self.config, indent=1, default=str))
+        self.directory = directory
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = "cpu") -> "ArchetoolModel":
+        """Load a model directory; refuse anything that is not a complete, consistent archetool model."""
+        import torch
+
+        from archetool.models import MODEL_REGISTRY, model_class
+
+        directory = Path(directory)
+        if not directory.exists():
+            raise ModelDirError(f"{directory}: no such model directory; pass the --out directory of 'archetool fit'")
+        if not directory.is_dir() or not (directory / CONFIG).is_file():
+            raise ModelDirError(f"{directory}: not an archetool model directory (no {CONFIG}); pass the --out directory of 'archetool fit'")
+        config = _read_json(directory / CONFIG)
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ModelDirError(f"{directory / CONFIG}: not an archetool model config (missing \"format\": \"{FORMAT}\")")
+        kind = config.get("model")
+        if kind not in MODEL_REGISTRY:
+            raise ModelDirError(f"{directory / CONFIG}: unknown model kind {kind!r}; known kinds: {', '.join(MODEL_REGISTRY)}")
+        hparams = config.get("hparams")
+        if not isinstance(hparams, dict):
+            raise ModelDirError(f"{directory / CONFIG}: \"hparams\" must be an object")
+        prep_dict = _read_json(directory / PREPROCESSING)
+        try:
+            prep = Preprocessing.from_dict(prep_dict)
+            module = model_class(kind)(**hparams)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ModelDirError(f"{directory}: invalid configuration ({err}); the model directory is corrupt or from another version") from None
+        if len(prep.feature_names) != module.n_features:
+            raise ModelDirError(f"{directory}: config says {module.n_features} features but preprocessing.json lists {len(prep.feature_names)}")
+        weights_path = directory / WEIGHTS
+        if not weights_path.is_file():
+            raise ModelDirError(f"{directory}: {WEIGHTS} is missing; re-run 'archetool fit'")
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # UnpicklingError for pickle payloads, RuntimeError for corrupt zips
+            first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            raise ModelDirError(f"{weights_path}: refused to load (only plain tensors are accepted: {first})") from None
+        if not isinstance(state, dict):
+            raise ModelDirError(f"{weights_path}: expected a state dict of tensors")
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())[:240]
+            raise ModelDirError(f"{weights_path}: weights do not match the config's shapes ({detail})") from None
+        history = pd.read_csv(directory / HISTORY).to_dict("records") if (directory / HISTORY).is_file() else []
+        rows = pd.read_parquet(directory / TRAINING_ROWS) if (directory / TRAINING_ROWS).is_file() else None
+        model = cls(module, prep, config, history, rows, directory)
+        if device is not None:
+            from archetool.training.device import resolve_device
+
+            model.to(resolve_device(device))
+        return model
+
+    # --- inference ----------------------------------------------------------------------------
+    def transform(self, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+        """Run ``module.embed`` on model-space rows x (n, p); returns numpy arrays keyed like ``embed``."""
+        import torch
+
+        parts: dict[str, list[np.ndarray]] = {}
+        device = self.device
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                block = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
+                for key, value in self.module.embed(block).items():
+                    parts.setdefault(key, []).append(value.detach().cpu().numpy())
+        if not parts:
+            return {key: np.zeros((0,)) for key in ("z",)}
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def embedding_frame(self, ids: np.ndarray, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+        """The embedding table: the id column first, then z0..z{d-1}, then the model's own columns."""
+        from archetool.analysis import adapter
+
+        id_name = self.prep.id_column or "id"
+        columns: dict[str, np.ndarray] = {id_name: np.asarray(ids)}
+        z = outputs["z"]
+        columns.update({f"z{j}": z[:, j] for j in range(z.shape[1])})
+        columns.update(adapter(self.kind).embedding_columns(self, outputs))
+        return pd.DataFrame(columns)
+
+    def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
+        """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat."""
+        for chunk in iter_inference_chunks(data, self.prep, batch_rows):
+            yield chunk, self.embedding_frame(chunk.ids, self.transform(chunk.x, batch_size))
+
+    def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
+        """Embed a whole file in memory and return the embedding table (Python API)."""
+        frames = [frame for _, frame in self.iter_embeddings(data, batch_size=batch_size)]
+        return pd.concat(frames, ignore_index=True)
+
+    # --- helpers for analyses -----------------------------------------------------------------
+    def decode_features(self, x_model: np.ndarray) -> pd.DataFrame:
+        """Model-space feature means (m, p) -> DataFrame in original units under the input's feature names."""
+        return pd.DataFrame(self.prep.unscale_x(np.asarray(x_model, np.float32)), columns=self.prep.feature_names)
+
+    def info(self) -> dict:
+        """A summary for ``archetool info``."""
+        n_params = sum(p.numel() for p in self.module.parameters())
+        return {
+            "model": self.kind,
+            "directory": str(self.directory) if self.directory else None,
+            "archetool_version": self.config.get("archetool_version"),
+            "data": self.config.get("data"),
+            "features": f"{len(self.prep.feature_names)} ({self.prep.featurizer['name']}, {self.prep.likelihood} likelihood)",
+            "side": ", ".join(self.prep.side_names) or None,
+            "label": self.prep.label_column,
+            "classes": len(self.prep.classes) or None,
+            "latent_dim": self.module.latent_dim,
+            "parameters": n_params,
+            "hparams": self.config.get("hparams"),
+            "train": self.config.get("train"),
+            "summary": self.config.get("summary"),
+        }
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise ModelDirError(f"{path}: missing; the model directory is incomplete (re-run 'archetool fit')")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelDirError(f"{path}: not valid JSON ({err}); the model directory is corrupt") from None

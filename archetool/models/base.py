@@ -1,0 +1,71 @@
+"""The contract every model follows; the single training loop and the CLI rely on it only.
+
+Models are pure PyTorch: no pandas, no file I/O, no CLI. All tensors are in *model space*
+(features already scaled by the preprocessing state).
+
+Batch dict keys (whatever the model needs):
+    "x":     (n, p) float  -- features
+    "side":  (n, s) float  -- standardised side variables (deepaa)
+    "label": (n,)   long   -- class index in [0, n_classes) (nvae, svqvae)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from archetool.models.likelihoods import make_likelihood
+
+
+class ArchetoolModule(nn.Module):
+    """Base class: subclasses set ``kind`` and implement the abstract methods.
+
+    n_features: p, number of input features
+    likelihood: "gaussian" (continuous, scaled features) or "bernoulli" (binary fingerprints)
+    """
+
+    kind: ClassVar[str] = ""
+    #: batch keys the model needs besides "x" ("side", "label")
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, n_features: int, likelihood: str = "gaussian"):
+        super().__init__()
+        self.n_features = int(n_features)
+        self.likelihood = make_likelihood(likelihood, self.n_features)
+
+    # --- construction -------------------------------------------------------------------------
+    def hparams(self) -> dict:
+        """JSON-able keyword arguments that rebuild this module with ``type(self)(**hparams)``."""
+        raise NotImplementedError
+
+    # --- training -----------------------------------------------------------------------------
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Named scalar loss terms; key ``"loss"`` is the total that is minimised."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        """Hook for schedules (e.g. beta annealing). ``epoch`` is 0-based."""
+
+    def annealing_epochs(self, n_epochs: int) -> int:
+        """Epochs during which a schedule still changes the loss; early stopping ignores them."""
+        return 0
+
+    @torch.no_grad()
+    def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Validation metrics on a held-out batch, summed over rows (the loop divides by n).
+
+        Keys are reported as ``val_<key>`` in the history.
+        """
+        return {}
+
+    # --- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample outputs for ``embed``: ``"z"`` (n, d) plus model-specific entries."""
+        raise NotImplementedError
+
+    @property
+    def latent_dim(self) -> int:
+        raise NotImplementedError

@@ -1,0 +1,188 @@
+"""Deep archetypal analysis with side information (DESIGN §1.1).
+
+k fixed archetypes Z (k, d=k-1) at the vertices of a regular simplex; each sample is a convex
+mixture A (n, k) of them, mu = A·Z; each archetype is a convex mixture B (k, n) of the batch's
+samples, and ||Z - B·A·Z||² pulls the data out to fill the simplex. A side head predicts the
+side variables from the same latent t, so the side information shapes what the latent keeps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from archetool.models.base import ArchetoolModule
+from archetool.models.layers import gaussian_kl_standard, mlp
+from archetool.models.simplex import simplex_vertices
+
+PRIORS = ("normal", "dirichlet")
+
+
+class DeepAA(ArchetoolModule):
+    """Deep AA as a variational information bottleneck.
+
+    n_features:      p
+    n_archetypes:    k >= 2 (latent dimension d = k - 1)
+    n_side:          s, number of side variables (0 = none)
+    hidden:          encoder widths (the decoder mirrors them)
+    side_weight:     lambda_side on the side NLL (summed over side variables)
+    archetype_weight: lambda_AT on the archetype loss (per-entry mean squared error)
+    beta_start, beta_end: KL weight, divided by a constant factor every epoch over the first
+                     ``anneal_fraction`` of training, from beta_start down to beta_end
+    prior:           "normal" (N(0, I)) or "dirichlet" (a ~ Dir(alpha), t ~ N(a·Z, prior_scale² I))
+    """
+
+    kind = "deepaa"
+    needs = ("side",)
+
+    def __init__(
+        self,
+        n_features: int,
+        n_archetypes: int = 4,
+        n_side: int = 0,
+        hidden: list[int] | tuple[int, ...] = (256, 128),
+        likelihood: str = "gaussian",
+        side_weight: float = 100.0,
+        archetype_weight: float = 100.0,
+        beta_start: float = 10.0,
+        beta_end: float = 0.1,
+        anneal_fraction: float = 0.5,
+        prior: str = "normal",
+        dirichlet_alpha: float = 1.0,
+        prior_scale: float = 0.25,
+        prior_samples: int = 64,
+        dropout: float = 0.0,
+    ):
+        super().__init__(n_features, likelihood)
+        if n_archetypes < 2:
+            raise ValueError(f"deepaa needs at least 2 archetypes, got k={n_archetypes}")
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
+        self.n_archetypes = int(n_archetypes)
+        self.n_side = int(n_side)
+        self.hidden = [int(h) for h in hidden]
+        self.side_weight = float(side_weight)
+        self.archetype_weight = float(archetype_weight)
+        self.beta_start, self.beta_end = float(beta_start), float(beta_end)
+        self.anneal_fraction = float(anneal_fraction)
+        self.prior = prior
+        self.dirichlet_alpha = float(dirichlet_alpha)
+        self.prior_scale = float(prior_scale)
+        self.prior_samples = int(prior_samples)
+        self.dropout = float(dropout)
+        self.beta = self.beta_start
+
+        k, d = self.n_archetypes, self.n_archetypes - 1
+        self.register_buffer("Z", simplex_vertices(k))  # (k, d), fixed, never trained
+        self.encoder = mlp(n_features, self.hidden, dropout=self.dropout)
+        width = self.hidden[-1]
+        self.weights_head = nn.Linear(width, k)  # -> A
+        self.batch_head = nn.Linear(width, k)  # -> B (softmax over the batch)
+        self.scale_head = nn.Linear(width, d)  # -> sigma
+        self.decoder = mlp(d, self.hidden[::-1], n_features, dropout=self.dropout)
+        self.side_head = mlp(d, [max(16, self.hidden[-1] // 2)], self.n_side) if self.n_side else None
+
+    def hparams(self) -> dict:
+        return dict(
+            n_features=self.n_features, n_archetypes=self.n_archetypes, n_side=self.n_side,
+            hidden=list(self.hidden), likelihood=self.likelihood.name, side_weight=self.side_weight,
+            archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
+            anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
+            prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
+        )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.n_archetypes - 1
+
+    # --- pieces -------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x (n, p) -> A (n, k), B (k, n), mu (n, d), sigma (n, d)."""
+        h = self.encoder(x)
+        weights = torch.softmax(self.weights_head(h), dim=-1)
+        batch_mix = rearrange(torch.softmax(self.batch_head(h), dim=0), "n k -> k n")
+        sigma = F.softplus(self.scale_head(h)) + 1e-4
+        return {"A": weights, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma}
+
+    def decode(self, t: torch.Tensor) -> torch.Tensor:
+        """Latent t (m, d) -> E[x] (m, p) in model space."""
+        return self.likelihood.mean(self.decoder(t))
+
+    def predict_side(self, t: torch.Tensor) -> torch.Tensor:
+        """Latent t (m, d) -> standardised side predictions (m, s)."""
+        if self.side_head is None:
+            return t.new_zeros(t.shape[0], 0)
+        return self.side_head(t)
+
+    def archetype_loss(self, weights: torch.Tensor, batch_mix: torch.Tensor) -> torch.Tensor:
+        """mean((Z - B·A·Z)²): the vertices rebuilt as convex mixtures of encoded samples."""
+        return ((self.Z - batch_mix @ (weights @ self.Z)) ** 2).mean()
+
+    def kl(self, t: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """KL(q(t|x) || prior) per sample, shape (n,). Closed form for "normal", Monte Carlo for "dirichlet"."""
+        if self.prior == "normal":
+            return gaussian_kl_standard(mu, 2 * sigma.log()).sum(-1)
+        d = self.latent_dim
+        log_q = torch.distributions.Normal(mu, sigma).log_prob(t).sum(-1)  # (n,)
+        conc = torch.full((self.n_archetypes,), self.dirichlet_alpha, device=t.device)
+        a = torch.distributions.Dirichlet(conc).sample((self.prior_samples,))  # (m, k)
+        centres = a @ self.Z  # (m, d)
+        sq = torch.cdist(t, centres).pow(2)  # (n, m)
+        log_comp = -0.5 * sq / self.prior_scale**2 - d * math.log(self.prior_scale) - 0.5 * d * math.log(2 * math.pi)
+        log_p = torch.logsumexp(log_comp, dim=1) - math.log(self.prior_samples)
+        return log_q - log_p
+
+    # --- training -----------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        span = max(1.0, self.anneal_fraction * (n_epochs - 1))
+        progress = min(1.0, epoch / span)
+        self.beta = self.beta_start * (self.beta_end / self.beta_start) ** progress
+
+    def annealing_epochs(self, n_epochs: int) -> int:
+        return int(math.ceil(self.anneal_fraction * (n_epochs - 1)))
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = batch["x"]
+        enc = self.encode(x)
+        t = enc["mu"] + enc["sigma"] * torch.randn_like(enc["sigma"])
+        recon = self.likelihood.nll(self.decoder(t), x).mean()
+        kl = self.kl(t, enc["mu"], enc["sigma"]).mean()
+        at = self.archetype_loss(enc["A"], enc["B"])
+        terms = {"recon": recon, "kl": kl, "archetype": at}
+        loss = recon + self.beta * kl + self.archetype_weight * at
+        if self.side_head is not None:
+            side_nll = 0.5 * ((self.side_head(t) - batch["side"]) ** 2).sum(-1).mean()
+            terms["side"] = side_nll
+            loss = loss + self.side_weight * side_nll
+        terms["loss"] = loss
+        return terms
+
+    @torch.no_grad()
+    def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        x = batch["x"]
+        enc = self.encode(x)
+        out = {"recon_mse": float(((self.decode(enc["mu"]) - x) ** 2).mean(-1).sum())}
+        if self.side_head is not None:
+            out["side_mse"] = float(((self.side_head(enc["mu"]) - batch["side"]) ** 2).mean(-1).sum())
+        return out
+
+    # --- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x (n, p) -> z = mu (n, d), weights A (n, k), side (n, s) standardised predictions."""
+        enc = self.encode(x)
+        return {"z": enc["mu"], "weights": enc["A"], "side": self.predict_side(enc["mu"])}
+
+    @torch.no_grad()
+    def sample_latent(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """Draw t = a·Z + temperature·prior_scale·eps with a ~ Dir(alpha·1): shape (n, d).
+
+        Seed with ``torch.manual_seed`` for reproducible draws.
+        """
+        conc = torch.full((self.n_archetypes,), self.dirichlet_alpha, device=self.Z.device)
+        a = torch.distributions.Dirichlet(conc).sample((n,))
+        return a @ self.Z + temperature * self.prior_scale * torch.randn(n, self.latent_dim, device=self.Z.device)

@@ -1,0 +1,294 @@
+"""``nvae`` — natural-clustering VAE: class-conditioned latent z_c plus shared latent z_s.
+
+Generative model (K classes, latent z = [z_c, z_s] of size class_dim + shared_dim):
+
+    y ~ p(y)                       fixed class prior (uniform unless given)
+    z_c | y ~ N(m_y, I)            m_y: fixed, well-separated class means (a buffer, never trained)
+    z_s ~ N(0, I)                  factors shared by all classes
+    x | z (, y) ~ likelihood(decoder([z_c, z_s] (, onehot(y))))
+
+Inference: one MLP trunk on x feeds a Gaussian head q(z_c, z_s | x) and a classifier head
+q(y | x). Training maximises the joint bound on log p(x, y) plus the classifier term:
+
+    E_q[log p(x|z,y)] - KL(q(z_s|x)||N(0,I)) - beta_c KL(q(z_c|x)||N(m_y,I)) + log p(y) + log q(y|x)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archetool.models.base import ArchetoolModule
+from archetool.models.layers import gaussian_kl_standard, mlp
+
+_LOG_VAR_MIN, _LOG_VAR_MAX = -10.0, 10.0
+
+
+def make_class_means(n_classes: int, class_dim: int, separation: float = 4.0, seed: int = 0) -> torch.Tensor:
+    """Fixed, deterministic class means, shape (K, class_dim), each of norm ``separation``.
+
+    K <= class_dim + 1: the vertices of a regular simplex centred at 0 (axis-aligned via a Helmert
+    basis), pairwise distance ``separation * sqrt(2K / (K - 1))`` (>= sqrt(2) * separation).
+    K > class_dim + 1: class_dim == 1 evenly spaced on [-separation, separation]; class_dim == 2 a
+    regular K-gon; otherwise points on the sphere spread by seeded (``seed``) repulsion, which keeps
+    the smallest pairwise distance near the best achievable. K == 1: the origin.
+    """
+    k, d = int(n_classes), int(class_dim)
+    if k < 1 or d < 1:
+        raise ValueError("n_classes and class_dim must be >= 1")
+    if k == 1:
+        return torch.zeros(1, d)
+    if k <= d + 1:
+        # Helmert basis: k-1 orthonormal vectors in R^k orthogonal to the all-ones vector.
+        basis = torch.zeros(k, k - 1, dtype=torch.float64)
+        for j in range(1, k):
+            basis[:j, j - 1] = 1.0
+            basis[j, j - 1] = -float(j)
+            basis[:, j - 1] /= math.sqrt(j * (j + 1))
+        centred = torch.eye(k, dtype=torch.float64) - 1.0 / k  # simplex vertices in R^k
+        coords = centred @ basis  # (k, k-1), same geometry
+        means = torch.zeros(k, d, dtype=torch.float64)
+        means[:, : k - 1] = coords
+    elif d == 1:  # K >= 3 on a line: evenly spaced in [-separation, separation]
+        means = torch.linspace(-1.0, 1.0, k, dtype=torch.float64)[:, None]
+        return (means * float(separation)).float()
+    elif d == 2:  # regular K-gon (optimal on the circle)
+        ang = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
+        means = torch.stack([ang.cos(), ang.sin()], dim=1)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        pts = torch.randn(k, d, generator=gen, dtype=torch.float64)
+        pts = pts / pts.norm(dim=1, keepdim=True)
+        eye = torch.eye(k, dtype=torch.float64)
+        n_iter = 500
+        for it in range(n_iter):  # projected gradient descent on sum_{i != j} |p_i - p_j|^-6
+            dist2 = (2.0 - 2.0 * pts @ pts.T).clamp_min(1e-9) + eye
+            w = dist2.pow(-4.0) * (1.0 - eye)
+            force = pts * w.sum(1, keepdim=True) - w @ pts  # sum_j w_ij (p_i - p_j)
+            force = force - (force * pts).sum(1, keepdim=True) * pts  # tangent to the sphere
+            lr = 0.1 * (0.01 ** (it / (n_iter - 1)))  # anneal step length 0.1 -> 0.001
+            step = lr / (force.norm(dim=1, keepdim=True).max() + 1e-300)
+            pts = pts + step * force
+            pts = pts / pts.norm(dim=1, keepdim=True)
+        means = pts
+    means = means / means.norm(dim=1, keepdim=True)
+    return (means * float(separation)).float()
+
+
+class NVAE(ArchetoolModule):
+    """Natural-clustering VAE (see module docstring).
+
+    n_features: p; n_classes: K; class_dim / shared_dim: sizes of z_c / z_s; hidden: encoder widths
+    (decoder mirrors them); beta_c: weight of the class-latent KL; class_separation: norm of each
+    fixed class mean m_y; decoder_sees_label: also feed onehot(y) to the decoder; class_prior:
+    p(y) as K non-negative floats (normalised; default uniform).
+    """
+
+    kind = "nvae"
+    needs = ("label",)
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        class_dim: int = 8,
+        shared_dim: int = 4,
+        hidden=(256, 128),
+        likelihood: str = "gaussian",
+        beta_c: float = 1.0,
+        class_separation: float = 4.0,
+        decoder_sees_label: bool = False,
+        class_prior=None,
+        dropout: float = 0.0,
+    ):
+        super().__init__(n_features, likelihood)
+        if n_classes < 1:
+            raise ValueError("n_classes must be >= 1")
+        self.n_classes = int(n_classes)
+        self.class_dim = int(class_dim)
+        self.shared_dim = int(shared_dim)
+        self.hidden = [int(h) for h in hidden]
+        self.likelihood_name = str(likelihood)
+        self.beta_c = float(beta_c)
+        self.class_separation = float(class_separation)
+        self.decoder_sees_label = bool(decoder_sees_label)
+        self.class_prior_arg = None if class_prior is None else [float(v) for v in class_prior]
+        self.dropout = float(dropout)
+
+        if self.class_prior_arg is None:
+            prior = torch.full((self.n_classes,), 1.0 / self.n_classes)
+        else:
+            prior = torch.tensor(self.class_prior_arg, dtype=torch.float32)
+            if prior.shape != (self.n_classes,) or (prior < 0).any() or prior.sum() <= 0:
+                raise ValueError(f"class_prior must be {self.n_classes} non-negative floats with a positive sum")
+            prior = prior / prior.sum()
+        self.register_buffer("log_prior", prior.clamp_min(1e-12).log())
+        self.register_buffer("_class_means", make_class_means(self.n_classes, self.class_dim, self.class_separation))
+
+        d = self.latent_dim
+        width = self.hidden[-1] if self.hidden else self.n_features
+        self.encoder = mlp(self.n_features, self.hidden, dropout=self.dropout)  # (n, p) -> (n, width)
+        self.mu_head = nn.Linear(width, d)
+        self.log_var_head = nn.Linear(width, d)
+        self.classifier = nn.Linear(width, self.n_classes)  # q(y|x) logits from the shared trunk
+        dec_in = d + (self.n_classes if self.decoder_sees_label else 0)
+        self.decoder = mlp(dec_in, list(reversed(self.hidden)), self.n_features, dropout=self.dropout)
+
+    # --- construction -------------------------------------------------------------------------
+    def hparams(self) -> dict:
+        return {
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "class_dim": self.class_dim,
+            "shared_dim": self.shared_dim,
+            "hidden": list(self.hidden),
+            "likelihood": self.likelihood_name,
+            "beta_c": self.beta_c,
+            "class_separation": self.class_separation,
+            "decoder_sees_label": self.decoder_sees_label,
+            "class_prior": None if self.class_prior_arg is None else list(self.class_prior_arg),
+            "dropout": self.dropout,
+        }
+
+    @property
+    def latent_dim(self) -> int:
+        return self.class_dim + self.shared_dim
+
+    def class_means(self) -> torch.Tensor:
+        """The fixed prior means m_y, shape (K, class_dim)."""
+        return self._class_means
+
+    # --- pieces -------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (n, p) -> mu (n, d), log_var (n, d), class logits (n, K); d = class_dim + shared_dim."""
+        h = self.encoder(x)
+        log_var = self.log_var_head(h).clamp(_LOG_VAR_MIN, _LOG_VAR_MAX)
+        return self.mu_head(h), log_var, self.classifier(h)
+
+    def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return t[:, : self.class_dim], t[:, self.class_dim :]
+
+    def _nearest_class(self, z_class: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(z_class, self._class_means.to(z_class.dtype)).argmin(dim=1)
+
+    def _decoder_out(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """z (n, d) [+ labels (n,)] -> raw decoder output (n, p)."""
+        if self.decoder_sees_label:
+            if labels is None:
+                labels = self._nearest_class(z[:, : self.class_dim])
+            z = torch.cat([z, F.one_hot(labels.long(), self.n_classes).to(z.dtype)], dim=1)
+        return self.decoder(z)
+
+    def decode(self, z_class: torch.Tensor, z_shared: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z_class (n, class_dim), z_shared (n, shared_dim) [, labels (n,)] -> E[x] (n, p) in model space.
+
+        ``labels`` matter only with ``decoder_sees_label``; when None, the class whose mean is nearest
+        to z_class is used.
+        """
+        z = torch.cat([z_class, z_shared], dim=1)
+        return self.likelihood.mean(self._decoder_out(z, labels))
+
+    def _kl_terms(self, mu: torch.Tensor, log_var: torch.Tensor, labels: torch.Tensor):
+        """Per-sample, per-dimension KLs: class (n, class_dim) to N(m_y, I), shared (n, shared_dim) to N(0, I)."""
+        mu_c, mu_s = self._split(mu)
+        lv_c, lv_s = self._split(log_var)
+        kl_c = gaussian_kl_standard(mu_c - self._class_means[labels], lv_c)
+        kl_s = gaussian_kl_standard(mu_s, lv_s)
+        return kl_c, kl_s
+
+    # --- training -----------------------------------------------------------------------------
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Negative joint bound (mean over the batch) for x (n, p) and label (n,) long.
+
+        loss = recon + kl_shared + beta_c * kl_class - log p(y) + classifier, where
+        recon = -log p(x|z,y) at one reparameterised z, classifier = -log q(y|x).
+        """
+        x, labels = batch["x"], batch["label"].long()
+        mu, log_var, logits = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+        recon = self.likelihood.nll(self._decoder_out(z, labels), x).mean()
+        kl_c, kl_s = self._kl_terms(mu, log_var, labels)
+        kl_class = kl_c.sum(1).mean()
+        kl_shared = kl_s.sum(1).mean()
+        log_py = self.log_prior[labels].mean()
+        classifier = F.cross_entropy(logits, labels)
+        loss = recon + kl_shared + self.beta_c * kl_class - log_py + classifier
+        return {"loss": loss, "recon": recon, "kl_shared": kl_shared, "kl_class": kl_class, "classifier": classifier}
+
+    @torch.no_grad()
+    def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """{"accuracy": number of rows whose argmax q(y|x) equals the label} (a sum)."""
+        _, _, logits = self.encode(batch["x"])
+        return {"accuracy": float((logits.argmax(1) == batch["label"].long()).sum().item())}
+
+    # --- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x (n, p) -> z (n, class_dim + shared_dim) posterior means, z_class (n, class_dim),
+        z_shared (n, shared_dim), pred (n,) argmax q(y|x), prob (n,) its probability, probs (n, K)."""
+        mu, _, logits = self.encode(x)
+        z_class, z_shared = self._split(mu)
+        probs = logits.softmax(dim=1)
+        prob, pred = probs.max(dim=1)
+        return {"z": mu, "z_class": z_class, "z_shared": z_shared, "pred": pred, "prob": prob, "probs": probs}
+
+    @torch.no_grad()
+    def kl_per_dim(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean KL per latent dimension over the rows of x (n, p) with labels (n,):
+        {"class": (class_dim,) KL(q(z_c|x)||N(m_y,I)), "shared": (shared_dim,) KL(q(z_s|x)||N(0,I))}.
+
+        Class dimensions with high KL carry variation that differs between classes.
+        """
+        mu, log_var, _ = self.encode(x)
+        kl_c, kl_s = self._kl_terms(mu, log_var, labels.long())
+        return {"class": kl_c.mean(0), "shared": kl_s.mean(0)}
+
+    def _randn(self, shape, generator: torch.Generator | None) -> torch.Tensor:
+        dev = self._class_means.device
+        if generator is None:
+            return torch.randn(shape, device=dev)
+        return torch.randn(shape, generator=generator, device=generator.device).to(dev)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ancestral samples: y ~ p(y) (or the given labels (n,)), z_c ~ N(m_y, T^2 I), z_s ~ N(0, T^2 I).
+
+        Returns (x_mean (n, p) in model space, labels (n,) long). T = ``temperature`` (> 1: more diverse).
+        """
+        dev = self._class_means.device
+        if labels is None:
+            prior = self.log_prior.exp()
+            if generator is None:
+                labels = torch.multinomial(prior, n, replacement=True)
+            else:
+                labels = torch.multinomial(prior.to(generator.device), n, replacement=True, generator=generator)
+        labels = torch.as_tensor(labels, dtype=torch.long).to(dev).reshape(-1)
+        if labels.numel() != n:
+            raise ValueError(f"labels must have n={n} entries, got {labels.numel()}")
+        t = float(temperature)
+        z_class = self._class_means[labels] + t * self._randn((n, self.class_dim), generator)
+        z_shared = t * self._randn((n, self.shared_dim), generator)
+        return self.decode(z_class, z_shared, labels), labels
+
+    @torch.no_grad()
+    def traverse_shared(self, dim: int, values: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Shared-factor traversal: for each class in ``labels`` (L,) (default all K) and each value in
+        ``values`` (m,), decode z_c = m_y, z_s = value * e_dim. Returns E[x] of shape (L, m, p)."""
+        dev = self._class_means.device
+        values = torch.as_tensor(values, dtype=torch.float32, device=dev).reshape(-1)
+        labels = torch.arange(self.n_classes, device=dev) if labels is None else torch.as_tensor(labels, device=dev).long().reshape(-1)
+        n_lab, m = labels.numel(), values.numel()
+        lab = labels.repeat_interleave(m)  # (L*m,)
+        z_shared = torch.zeros(n_lab * m, self.shared_dim, device=dev)
+        z_shared[:, dim] = values.repeat(n_lab)
+        out = self.decode(self._class_means[lab], z_shared, lab)
+        return out.reshape(n_lab, m, -1)

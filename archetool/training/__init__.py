@@ -1,0 +1,1 @@
+"""The single training loop shared by all models, device choice, checkpoints and DDP set-up."""

@@ -1,0 +1,230 @@
+"""The one training loop for every model.
+
+Models supply ``loss_terms(batch) -> {"loss": ..., <term>: ...}``, ``metrics(batch)`` and
+``on_epoch_start``; the loop does splitting, batching, optimisation, validation, early stopping,
+checkpoints (atomic, every epoch), resume and DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from archetool.atomic import atomic_path
+from archetool.models.base import ArchetoolModule
+from archetool.training.distributed import DistInfo, all_reduce_sum
+
+log = logging.getLogger("archetool")
+
+
+@dataclass
+class TrainConfig:
+    """epochs; batch_size (rows per step and process); lr (Adam); val_fraction (held out, stratified by
+    label when present); patience (epochs without val improvement before stopping, 0 = off); seed."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    patience: int = 15
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    train_index: np.ndarray | None = None
+    val_index: np.ndarray | None = None
+
+
+class _LossForward(nn.Module):
+    """Makes ``loss_terms`` the forward pass so DistributedDataParallel can wrap it."""
+
+    def __init__(self, module: ArchetoolModule):
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch):
+        return self.module.loss_terms(batch)
+
+
+def split_indices(n: int, val_fraction: float, seed: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation split; stratified by ``labels`` (classes with >= 2 rows give >= 1 to validation)."""
+    rng = np.random.default_rng(seed)
+    if val_fraction <= 0 or n < 4:
+        return np.arange(n), np.arange(0)
+    if labels is None:
+        perm = rng.permutation(n)
+        n_val = max(1, int(round(val_fraction * n)))
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    train, val = [], []
+    for cls in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(val_fraction * len(rows)))
+        if len(rows) >= 2:
+            n_val = min(max(1, n_val), len(rows) - 1)
+        else:
+            n_val = 0
+        val.append(rows[:n_val])
+        train.append(rows[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _to_tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in arrays.items():
+        tensor = torch.from_numpy(np.ascontiguousarray(value))
+        out[key] = tensor.to(device, dtype=torch.long if key == "label" else torch.float32)
+    return out
+
+
+def _slice(tensors: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v.index_select(0, index) for k, v in tensors.items()}
+
+
+@torch.no_grad()
+def evaluate(module: ArchetoolModule, tensors: dict[str, torch.Tensor], batch_size: int) -> dict[str, float]:
+    """Mean loss terms and metrics over ``tensors`` (no gradient, eval mode); summed across DDP ranks."""
+    n = next(iter(tensors.values())).shape[0]
+    if n == 0:
+        return {}
+    module.eval()
+    sums: dict[str, float] = {}
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size), device=next(iter(tensors.values())).device)
+        batch = _slice(tensors, idx)
+        if len(idx) < 2:
+            continue
+        terms = module.loss_terms(batch)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+        for k, v in module.metrics(batch).items():
+            sums["m_" + k] = sums.get("m_" + k, 0.0) + float(v)
+    keys = sorted(sums)
+    total = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [float(n)], dtype=torch.float64))
+    module.train()
+    count = float(total[-1])
+    return {(k[2:] if k.startswith("m_") else k): float(v) / count for k, v in zip(keys, total[:-1])}
+
+
+def train(
+    module: ArchetoolModule,
+    arrays: dict[str, np.ndarray],
+    config: TrainConfig,
+    device: torch.device,
+    dist_info: DistInfo | None = None,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train ``module`` in place on ``arrays`` ("x", and "side"/"label" as the model needs).
+
+    Rows are split into train/validation once (seeded); the best-validation weights are restored at
+    the end. With ``checkpoint_path`` a checkpoint is written atomically after every epoch (rank 0),
+    and ``resume`` continues from it with the same split, optimiser state and RNG state.
+    """
+    dist_info = dist_info or DistInfo()
+    torch.manual_seed(config.seed)
+    n = arrays["x"].shape[0]
+    train_idx, val_idx = split_indices(n, config.val_fraction, config.seed, arrays.get("label"))
+    module.to(device)
+    forward: nn.Module = _LossForward(module)
+    if dist_info.enabled:
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train_t = _to_tensors({k: v[train_idx] for k, v in arrays.items()}, device)
+    val_t = _to_tensors({k: v[val_idx] for k, v in arrays.items()}, device)
+    if dist_info.enabled:  # each rank validates its own shard; results are summed across ranks
+        val_t = {k: v[dist_info.rank :: dist_info.world_size] for k, v in val_t.items()}
+
+    result = TrainResult(train_index=train_idx, val_index=val_idx)
+    start_epoch, best_val, bad_epochs, best_state = 0, math.inf, 0, None
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"]) + 1
+        best_val, bad_epochs = float(state["best_val"]), int(state["bad_epochs"])
+        best_state = state.get("best_module")
+        result.history = list(state["history"])
+        result.best_epoch = int(state["best_epoch"])
+        torch.set_rng_state(state["rng_cpu"])
+        log.info("resuming from %s at epoch %d", checkpoint_path, start_epoch + 1)
+
+    n_train = len(train_idx)
+    shard = max(1, n_train // dist_info.world_size)
+    drop_last = shard > config.batch_size
+    generator = torch.Generator().manual_seed(config.seed)
+    warmup = module.annealing_epochs(config.epochs)
+    for epoch in range(start_epoch, config.epochs):
+        tic = time.perf_counter()
+        module.on_epoch_start(epoch, config.epochs)
+        generator.manual_seed(config.seed * 100003 + epoch)
+        perm = torch.randperm(n_train, generator=generator)
+        if dist_info.enabled:  # DistributedSampler semantics: same permutation, one strided shard per rank
+            perm = perm[: (n_train // dist_info.world_size) * dist_info.world_size][dist_info.rank :: dist_info.world_size]
+        perm = perm.to(device)
+        sums: dict[str, float] = {}
+        steps = 0
+        for start in range(0, len(perm), config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            if len(idx) < 2 or (drop_last and len(idx) < config.batch_size):
+                continue
+            terms = forward(_slice(train_t, idx))
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            steps += 1
+        record: dict = {"epoch": epoch + 1}
+        record.update({f"train_{k}": v / max(steps, 1) for k, v in sums.items()})
+        val = evaluate(module, val_t, max(config.batch_size, 256)) if len(val_idx) else {}
+        record.update({f"val_{k}": v for k, v in val.items()})
+        for attr in ("beta",):
+            if hasattr(module, attr):
+                record[attr] = float(getattr(module, attr))
+        record["seconds"] = time.perf_counter() - tic
+        monitor = val.get("loss", record.get("train_loss", math.inf))
+        if epoch >= warmup and monitor < best_val - 1e-6 * abs(best_val if math.isfinite(best_val) else 1):
+            best_val, bad_epochs, result.best_epoch = monitor, 0, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        elif epoch >= warmup:
+            bad_epochs += 1
+        result.history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        stop = config.patience > 0 and bad_epochs >= config.patience
+        if checkpoint_path is not None and dist_info.is_main:
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save(
+                    {"module": module.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     "best_val": best_val, "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
+                     "best_module": best_state, "history": result.history, "rng_cpu": torch.get_rng_state(),
+                     "stopped": stop},
+                    tmp,
+                )
+        if stop:
+            result.stopped_early = True
+            log.info("early stopping at epoch %d (best epoch %d)", epoch + 1, result.best_epoch)
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return result
