@@ -38,8 +38,6 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
             header, written = False, written + len(frame)
             rejects.append(chunk.rejects)
     else:
-        if fmt == ".npy" and n_rows is None:
-            raise ArchetoolError(f"{out}: .npy output needs an input whose row count is known up front (h5ad, gctx, parquet); use .parquet")
         with TableWriter(out, n_rows=n_rows) as writer:
             for chunk, frame in model.iter_embeddings(data, chunk_rows, batch_size):
                 if fmt == ".npy" and len(chunk.rejects):

@@ -64,6 +64,8 @@ class TableWriter:
         self._writer = None
         self._rows = 0
         self._memmap = None
+        self._spool = None
+        self._cols = 0
 
     def __enter__(self) -> "TableWriter":
         self._tmp = self._ctx.__enter__()
@@ -83,11 +85,15 @@ class TableWriter:
             self._writer.write_table(table)
         elif self.ext == ".npy":
             values = frame.select_dtypes("number").to_numpy(np.float32)
-            if self._memmap is None:
-                if self.n_rows is None:
-                    raise ArchetoolError(f"{self.path}: .npy output needs the number of rows in advance")
+            if self.n_rows is None:  # row count unknown: spool raw rows, build the .npy on close
+                if self._spool is None:
+                    self._spool = open(self._tmp.with_suffix(".spool"), "wb")
+                    self._cols = values.shape[1]
+                self._spool.write(np.ascontiguousarray(values).tobytes())
+            elif self._memmap is None:
                 self._memmap = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np.float32, shape=(self.n_rows, values.shape[1]))
-            self._memmap[self._rows : self._rows + len(values)] = values
+            if self._memmap is not None:
+                self._memmap[self._rows : self._rows + len(values)] = values
         self._rows += len(frame)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -97,9 +103,25 @@ class TableWriter:
             if self._memmap is not None:
                 self._memmap.flush()
                 self._memmap = None
-            if exc_type is None and self.ext == ".npy" and self._rows != self.n_rows:
+            if self._spool is not None:
+                self._finish_spool(write=exc_type is None)
+            if exc_type is None and self.ext == ".npy" and self.n_rows is not None and self._rows != self.n_rows:
                 raise ArchetoolError(f"{self.path}: wrote {self._rows} rows, expected {self.n_rows}")
         except BaseException as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)  # removes the partial file
             raise
         return bool(self._ctx.__exit__(exc_type, exc, tb))
+
+    def _finish_spool(self, write: bool, block: int = 1 << 16) -> None:
+        spool_path = Path(self._spool.name)
+        self._spool.close()
+        try:
+            if write:
+                raw = np.memmap(spool_path, dtype=np.float32, mode="r", shape=(self._rows, self._cols))
+                out = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np.float32, shape=(self._rows, self._cols))
+                for start in range(0, self._rows, block):
+                    out[start : start + block] = raw[start : start + block]
+                out.flush()
+                del out, raw
+        finally:
+            spool_path.unlink(missing_ok=True)

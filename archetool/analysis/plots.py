@@ -62,7 +62,7 @@ def simplex_plot(weights: np.ndarray, colour: np.ndarray | None, colour_name: st
                     fontsize=9, fontweight="bold")
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=30)
     return save_figure(fig, path)
 
 

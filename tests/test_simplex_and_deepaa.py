@@ -1,0 +1,138 @@
+"""Maths invariants of the fixed simplex and the deepaa module."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archetool.models.deepaa import DeepAA
+from archetool.models.simplex import barycentric_grid, simplex_vertices
+
+
+@given(st.integers(min_value=2, max_value=12))
+def test_simplex_vertices_are_regular_and_centred(k):
+    z = simplex_vertices(k).double()
+    assert z.shape == (k, k - 1)
+    assert torch.allclose(z.norm(dim=1), torch.ones(k, dtype=torch.float64), atol=1e-5)
+    gram = z @ z.T
+    off = gram[~torch.eye(k, dtype=bool)]
+    assert torch.allclose(off, torch.full_like(off, -1.0 / (k - 1)), atol=1e-5)
+    assert torch.allclose(z.sum(0), torch.zeros(k - 1, dtype=torch.float64), atol=1e-5)
+
+
+def test_simplex_needs_two_vertices():
+    with pytest.raises(ValueError):
+        simplex_vertices(1)
+
+
+@given(st.integers(2, 5), st.integers(1, 4))
+def test_barycentric_grid_rows_are_convex_weights(k, steps):
+    grid = barycentric_grid(k, steps)
+    assert torch.allclose(grid.sum(1), torch.ones(len(grid)))
+    assert (grid >= 0).all()
+    assert len(grid) == len({tuple(r.tolist()) for r in grid})  # no duplicates
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.integers(2, 6), st.integers(2, 40), st.integers(0, 10_000))
+def test_mixture_weights_sum_to_one(k, n, seed):
+    torch.manual_seed(seed)
+    model = DeepAA(n_features=7, n_archetypes=k, n_side=1, hidden=(16,))
+    enc = model.encode(torch.randn(n, 7) * 5)
+    assert torch.allclose(enc["A"].sum(1), torch.ones(n), atol=1e-5)  # each sample: convex mix of archetypes
+    assert torch.allclose(enc["B"].sum(1), torch.ones(k), atol=1e-5)  # each archetype: convex mix of the batch
+    assert (enc["A"] >= 0).all() and (enc["B"] >= 0).all()
+    assert torch.allclose(enc["mu"], enc["A"] @ model.Z, atol=1e-6)
+    assert (enc["sigma"] > 0).all()
+
+
+def test_archetypes_are_fixed_buffers_not_parameters():
+    model = DeepAA(n_features=5, n_archetypes=4)
+    assert "Z" not in dict(model.named_parameters())
+    assert "Z" in model.state_dict()
+
+
+def test_archetype_loss_is_zero_when_batch_holds_the_vertices():
+    model = DeepAA(n_features=3, n_archetypes=3)
+    weights = torch.eye(3)  # three samples sitting on the three vertices
+    assert float(model.archetype_loss(weights, torch.eye(3))) == pytest.approx(0.0, abs=1e-10)
+    centre = torch.full((3, 3), 1 / 3)  # all samples at the centre: vertices cannot be rebuilt
+    assert float(model.archetype_loss(centre, torch.eye(3))) == pytest.approx(float((model.Z**2).mean()), rel=1e-5)
+
+
+def test_beta_is_annealed_geometrically_from_start_to_end():
+    model = DeepAA(n_features=3, n_archetypes=3, beta_start=8.0, beta_end=0.5, anneal_fraction=0.5)
+    betas = []
+    for epoch in range(21):
+        model.on_epoch_start(epoch, 21)
+        betas.append(model.beta)
+    assert betas[0] == pytest.approx(8.0)
+    assert betas[10] == pytest.approx(0.5) and betas[-1] == pytest.approx(0.5)
+    assert all(a >= b for a, b in zip(betas, betas[1:]))
+    ratios = [a / b for a, b in zip(betas[:10], betas[1:11])]
+    assert max(ratios) == pytest.approx(min(ratios))  # divided by a constant factor each epoch
+    assert model.annealing_epochs(21) == 10
+
+
+@pytest.mark.parametrize("prior", ["normal", "dirichlet"])
+def test_loss_terms_finite_and_kl_nonnegative_on_average(prior):
+    torch.manual_seed(0)
+    model = DeepAA(n_features=6, n_archetypes=3, n_side=2, hidden=(16,), prior=prior, prior_samples=256)
+    batch = {"x": torch.randn(64, 6), "side": torch.randn(64, 2)}
+    terms = model.loss_terms(batch)
+    assert set(terms) >= {"loss", "recon", "kl", "archetype", "side"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    if prior == "normal":
+        assert float(terms["kl"]) >= 0
+
+
+def test_dirichlet_kl_matches_its_definition_in_one_dimension():
+    """k=2: d=1, the prior is a continuous mixture of N(a*z, s^2); compare the MC KL with numerical integration."""
+    torch.manual_seed(0)
+    model = DeepAA(n_features=2, n_archetypes=2, prior="dirichlet", prior_scale=0.3, prior_samples=20000)
+    mu, sigma = torch.tensor([[0.2]]), torch.tensor([[0.1]])
+    ts = mu + sigma * torch.randn(4000, 1)
+    mc = model.kl(ts, mu.expand(4000, 1), sigma.expand(4000, 1)).mean()
+    grid = torch.linspace(-3, 3, 6001).unsqueeze(1)
+    q = torch.distributions.Normal(mu, sigma).log_prob(grid).exp().squeeze()
+    z = model.Z.squeeze()  # the two vertices at -1 and +1
+    a = torch.linspace(0, 1, 2001)  # Dir(1,1) on k=2 is uniform on the segment
+    centres = a * z[0] + (1 - a) * z[1]
+    p = torch.distributions.Normal(centres, 0.3).log_prob(grid).exp().mean(1)
+    exact = torch.trapezoid(q * (torch.log(q + 1e-30) - torch.log(p + 1e-30)), grid.squeeze())
+    assert float(mc) == pytest.approx(float(exact), abs=0.05)
+
+
+def test_training_recovers_side_signal_and_fills_the_simplex():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n, k = 512, 3
+    weights = rng.dirichlet(np.full(k, 0.5), size=n)
+    x = torch.tensor(weights @ rng.normal(size=(k, 12)) * 2, dtype=torch.float32)
+    side = torch.tensor((weights @ np.array([0.0, 1.0, 3.0]))[:, None], dtype=torch.float32)
+    side = (side - side.mean()) / side.std()
+    model = DeepAA(n_features=12, n_archetypes=k, n_side=1, hidden=(64, 32))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batch = {"x": (x - x.mean(0)) / x.std(0), "side": side}
+    first = None
+    for epoch in range(300):
+        model.on_epoch_start(epoch, 300)
+        terms = model.loss_terms(batch)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        first = first if first is not None else {k: float(v) for k, v in terms.items()}
+    out = model.embed(batch["x"])
+    r2 = 1 - float(((out["side"] - side) ** 2).mean() / side.var())
+    assert r2 > 0.8
+    assert float(model.archetype_loss(*[model.encode(batch["x"])[key] for key in ("A", "B")])) < first["archetype"] / 3
+    assert out["weights"].max(0).values.min() > 0.7  # every archetype has samples close to it
+
+
+def test_hparams_rebuild_the_same_module():
+    model = DeepAA(n_features=9, n_archetypes=5, n_side=2, hidden=[20, 10], prior="dirichlet", likelihood="bernoulli")
+    clone = DeepAA(**model.hparams())
+    clone.load_state_dict(model.state_dict())
+    x = (torch.rand(4, 9) > 0.5).float()
+    assert torch.allclose(model.embed(x)["z"], clone.embed(x)["z"])
