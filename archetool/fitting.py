@@ -50,7 +50,7 @@ class FitOptions:
     radius: int = 2
     n_bits: int = 2048
     counts: bool = False
-    descriptors: bool = False
+    descriptors: bool = True
     likelihood: str | None = None
     model_options: dict = field(default_factory=dict)
     progress_bar: bool | None = None

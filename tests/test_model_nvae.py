@@ -122,7 +122,8 @@ def test_shapes_and_loss_terms():
     assert set(terms) == {"loss", "recon", "kl_shared", "kl_class", "classifier"}
     assert all(t.shape == () and torch.isfinite(t) for t in terms.values())
     # the total is the negative joint bound: recon + KLs - log p(y) + classifier (uniform p(y))
-    expect = terms["recon"] + terms["kl_shared"] + terms["kl_class"] + torch.log(torch.tensor(3.0)) + terms["classifier"]
+    log_k = torch.log(torch.tensor(3.0))
+    expect = terms["recon"] + terms["kl_shared"] + terms["kl_class"] + log_k + terms["classifier"]
     assert torch.allclose(terms["loss"], expect, atol=1e-4)
     terms["loss"].backward()
 
@@ -191,6 +192,27 @@ def test_class_information_lives_in_class_latent(trained):
     # detector: the within-class variation of the class-dependent factors shows up as active z_c
     # dimensions (KL well above 0)
     assert int((kl["class"] > 0.1).sum()) >= 1
+
+
+def test_beta_c_pushes_shared_factor_into_shared_latent():
+    """With beta_c = 1 a class-independent factor may sit in z_c or z_s (equal KL cost; both happen
+    across seeds). beta_c > 1 makes z_c dearer, so the shared factor moves to z_s while the class
+    structure stays in z_c (measured: 12/12 seeds, R^2(s | z_s) >= 0.92, R^2(s | z_c) <= 0.32)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(SEED)
+        x, y, f, s = make_data(seed=SEED)
+        model = NVAE(P, K, class_dim=4, shared_dim=2, hidden=(64, 32), beta_c=2.0)
+        train(model, x, y, epochs=60)
+    finally:
+        torch.set_num_threads(threads)
+    e = model.embed(x)
+    assert r2(e["z_shared"], s) > 0.8
+    assert r2(e["z_shared"], s) > r2(e["z_class"], s) + 0.3
+    assert r2(e["z_class"], f) > 0.8
+    assert between_class_fraction(e["z_class"], y) > 0.8
+    assert between_class_fraction(e["z_shared"], y) < 0.3
 
 
 def test_sample_labels_and_temperature(trained):

@@ -117,7 +117,7 @@ def fit(
     radius: int = typer.Option(2, "--radius", min=0, help="Morgan radius."),
     n_bits: int = typer.Option(2048, "--n-bits", min=8, help="Morgan fingerprint size."),
     counts: bool = typer.Option(False, "--counts", help="Morgan count fingerprints (log1p, Gaussian)."),
-    descriptors: bool = typer.Option(False, "--descriptors", help="Add RDKit 2D descriptors."),
+    descriptors: bool = typer.Option(True, "--descriptors/--no-descriptors", help="Add RDKit 2D descriptors to the fingerprint bits."),
     likelihood: Optional[str] = typer.Option(None, "--likelihood", help="gaussian | bernoulli (default: from the features)."),
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
     settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),

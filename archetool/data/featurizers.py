@@ -72,14 +72,17 @@ class MorganFeaturizer:
 
     name = "morgan"
 
-    def __init__(self, radius: int = 2, n_bits: int = 2048, counts: bool = False, descriptors: bool = False,
+    def __init__(self, radius: int = 2, n_bits: int = 2048, counts: bool = False, descriptors: bool = True,
                  feature_names: list[str] | None = None):
         self.radius, self.n_bits, self.counts, self.descriptors = int(radius), int(n_bits), bool(counts), bool(descriptors)
         self.feature_names = list(feature_names or self._names())
 
     @property
     def likelihood(self) -> str:
-        return "gaussian" if (self.counts or self.descriptors) else "bernoulli"
+        """Bits: Bernoulli; counts: Gaussian; bits + descriptors: Bernoulli bits and Gaussian descriptors."""
+        if self.counts:
+            return "gaussian"
+        return f"mixed:{self.n_bits}" if self.descriptors else "bernoulli"
 
     def _descriptor_list(self):
         from rdkit.Chem import Descriptors

@@ -204,13 +204,14 @@ def load_training_data(
     lik = likelihood or featurizer.likelihood
     prep = Preprocessing(source_kind=source.kind, featurizer=featurizer.state(), likelihood=lik,
                          id_column=id_column, smiles_column=smiles_column, layer=options.layer)
-    if lik == "gaussian":
-        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
+    n_binary = {"gaussian": 0, "bernoulli": x.shape[1]}.get(lik, int(lik.split(":")[-1]) if lik.startswith("mixed:") else 0)
+    if n_binary < x.shape[1]:  # standardise the continuous features; binary ones stay 0/1
+        mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
         std = np.nanstd(x, axis=0)
-        mean = np.nan_to_num(mean)
         std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+        mean[:n_binary], std[:n_binary] = 0.0, 1.0
         prep.x_mean, prep.x_std = mean.astype(float).tolist(), std.astype(float).tolist()
-    elif lik == "bernoulli" and (np.nanmin(x) < 0 or np.nanmax(x) > 1):
+    if n_binary and (np.nanmin(x[:, :n_binary]) < 0 or np.nanmax(x[:, :n_binary]) > 1):
         raise InputError(f"{path}: a Bernoulli likelihood needs features in [0, 1]; use --likelihood gaussian")
     data = Dataset(ids=ids, x=prep.scale_x(x), obs=obs, rejects=rejects)
     if smiles_column:

@@ -29,7 +29,8 @@ class DeepAA(ArchetoolModule):
     n_archetypes:    k >= 2 (latent dimension d = k - 1)
     n_side:          s, number of side variables (0 = none)
     hidden:          encoder widths (the decoder mirrors them)
-    side_weight:     lambda_side on the side NLL (summed over side variables)
+    side_weight:     lambda_side on the side NLL (summed over side variables); default max(100, p/2), so the
+                     side term keeps its weight against a reconstruction NLL summed over p features
     archetype_weight: lambda_AT on the archetype loss (per-entry mean squared error)
     beta_start, beta_end: KL weight, divided by a constant factor every epoch over the first
                      ``anneal_fraction`` of training, from beta_start down to beta_end
@@ -46,7 +47,7 @@ class DeepAA(ArchetoolModule):
         n_side: int = 0,
         hidden: list[int] | tuple[int, ...] = (256, 128),
         likelihood: str = "gaussian",
-        side_weight: float = 100.0,
+        side_weight: float | None = None,
         archetype_weight: float = 100.0,
         beta_start: float = 10.0,
         beta_end: float = 0.1,
@@ -65,7 +66,7 @@ class DeepAA(ArchetoolModule):
         self.n_archetypes = int(n_archetypes)
         self.n_side = int(n_side)
         self.hidden = [int(h) for h in hidden]
-        self.side_weight = float(side_weight)
+        self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
         self.anneal_fraction = float(anneal_fraction)

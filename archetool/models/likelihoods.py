@@ -46,11 +46,38 @@ class BernoulliLikelihood(nn.Module):
         return torch.sigmoid(out)
 
 
+class MixedLikelihood(nn.Module):
+    """Bernoulli for the first ``n_binary`` features (fingerprint bits), Gaussian for the rest (descriptors).
+
+    Named ``"mixed:<n_binary>"``.
+    """
+
+    def __init__(self, n_features: int, n_binary: int):
+        super().__init__()
+        if not 0 < n_binary < n_features:
+            raise ValueError(f"mixed likelihood needs 0 < n_binary < n_features, got {n_binary} of {n_features}")
+        self.n_binary = n_binary
+        self.name = f"mixed:{n_binary}"
+        self.bits = BernoulliLikelihood(n_binary)
+        self.values = GaussianLikelihood(n_features - n_binary)
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        b = self.n_binary
+        return self.bits.nll(out[:, :b], x[:, :b]) + self.values.nll(out[:, b:], x[:, b:])
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        b = self.n_binary
+        return torch.cat([self.bits.mean(out[:, :b]), self.values.mean(out[:, b:])], dim=1)
+
+
 LIKELIHOODS = {"gaussian": GaussianLikelihood, "bernoulli": BernoulliLikelihood}
 
 
 def make_likelihood(name: str, n_features: int) -> nn.Module:
+    """"gaussian", "bernoulli" or "mixed:<n_binary>"."""
+    if name.startswith("mixed:"):
+        return MixedLikelihood(n_features, int(name.split(":", 1)[1]))
     try:
         return LIKELIHOODS[name](n_features)
     except KeyError:
-        raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}") from None
+        raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli or mixed:<n_binary>") from None

@@ -285,7 +285,9 @@ class NVAE(ArchetoolModule):
         ``values`` (m,), decode z_c = m_y, z_s = value * e_dim. Returns E[x] of shape (L, m, p)."""
         dev = self._class_means.device
         values = torch.as_tensor(values, dtype=torch.float32, device=dev).reshape(-1)
-        labels = torch.arange(self.n_classes, device=dev) if labels is None else torch.as_tensor(labels, device=dev).long().reshape(-1)
+        if labels is None:
+            labels = torch.arange(self.n_classes, device=dev)
+        labels = torch.as_tensor(labels, device=dev).long().reshape(-1)
         n_lab, m = labels.numel(), values.numel()
         lab = labels.repeat_interleave(m)  # (L*m,)
         z_shared = torch.zeros(n_lab * m, self.shared_dim, device=dev)

@@ -7,7 +7,7 @@ Shapes: n samples, p features, K classes (= codes), D = ``code_dim``.
 * Decoder  g(z_q) -> likelihood parameters           (n, D) -> (n, p)
 
 Training: the label y picks the code, z_q = e_y, handed to the decoder with the straight-through
-estimator z_e + sg(e_y - z_e) (so the decoder sees class codes and reconstructions are class
+estimator z_e + sg(e_y - z_e) (the decoder sees class codes, so reconstructions are class
 prototypes; per-sample detail lives in z_e). With squared distances d(a, b) = ||a - b||^2 and
 c = the code nearest z_e among the wrong ones (c != y):
 
@@ -15,16 +15,20 @@ c = the code nearest z_e among the wrong ones (c != y):
 
 ``repulsion="unbounded"`` (the reference):
     repulsion = -[d(sg z_e, e_c) + alpha * d(z_e, sg e_c)]
-    Codes are pushed away from confusing samples with a force that grows with the distance, so a
-    code that is "nearest wrong" for more samples than it has its own can drift without bound.
+    The push on e_c grows with its distance, so a code that is "nearest wrong" for more samples
+    than it has its own drifts without bound.
 
-``repulsion="hinge"`` (default): a triplet hinge on the same two sides, same weights,
-    repulsion = relu(margin + d(sg z_e, sg e_y) - d(sg z_e, e_c))            (moves e_c only)
-              + alpha * relu(margin + d(z_e, sg e_y) - d(z_e, sg e_c))       (moves z_e only)
-    It is zero once z_e is at least ``margin`` (squared units) closer to its own code than to
-    any wrong one, so pushing stops when classes are separated. Because z_e is bounded by tanh
-    and e_y is pulled toward its class's z_e, e_c is only pushed while it lies within
-    sqrt(margin + d(z_e, e_y)) of a point in [-1, 1]^D; code norms therefore stay bounded.
+``repulsion="hinge"`` (default): a triplet margin loss on both sides, m = margin * D (the margin
+is per code dimension, i.e. on the mean squared distance), d_y capped at 4D (the largest squared
+distance inside [-1, 1]^D):
+    repulsion = relu(m + min(d(sg z_e, sg e_y), 4D) - d(sg z_e, e_c))     (moves e_c only)
+              +      relu(m + d(z_e, sg e_y) - d(z_e, sg e_c))             (moves z_e only)
+    It is zero once z_e is closer to its own code than to any wrong one by m, so pushing stops
+    when classes are separated. e_c is pushed only while ||z_e - e_c||^2 < (margin + 4) D with
+    z_e in [-1, 1]^D, hence ||e_c|| stays below sqrt(D) (1 + sqrt(margin + 4)) (up to one
+    optimiser step) and the always-on codebook pull draws it back toward its class.
+    The encoder side has weight 1, not alpha: with bounded codes the encoder must do the
+    separating that the reference leaves to runaway codes (alpha only weights "unbounded").
 
 Prediction: nearest code argmin_k ||z_e - e_k||.
 """
@@ -58,8 +62,9 @@ class SVQVAE(ArchetoolModule):
 
     n_features: p; n_classes: K (>= 1); code_dim: D; hidden: encoder widths (decoder mirrors them);
     likelihood: "gaussian" | "bernoulli"; beta: commitment weight; alpha: encoder-side repulsion
-    weight; repulsion: "hinge" (bounded, default) | "unbounded" (reference); margin: hinge margin
-    in squared-distance units; dropout: MLP dropout.
+    weight of the "unbounded" variant; repulsion: "hinge" (bounded, default) | "unbounded"
+    (reference); margin: hinge margin on the mean squared distance per code dimension;
+    dropout: MLP dropout.
     """
 
     kind = "svqvae"
@@ -155,10 +160,11 @@ class SVQVAE(ArchetoolModule):
             if self.repulsion == "unbounded":
                 rep = -(_sq(z_e.detach(), e_c) + self.alpha * _sq(z_e, e_c.detach()))
             else:
+                m, d_max = self.margin * self.code_dim, 4.0 * self.code_dim
                 zd, eyd, ecd = z_e.detach(), e_y.detach(), e_c.detach()
-                rep_codes = F.relu(self.margin + _sq(zd, eyd) - _sq(zd, e_c))
-                rep_enc = F.relu(self.margin + _sq(z_e, eyd) - _sq(z_e, ecd))
-                rep = rep_codes + self.alpha * rep_enc
+                rep_codes = F.relu(m + _sq(zd, eyd).clamp(max=d_max) - _sq(zd, e_c))
+                rep_enc = F.relu(m + _sq(z_e, eyd) - _sq(z_e, ecd))
+                rep = rep_codes + rep_enc
             repulsion = rep.mean()
         else:
             repulsion = z_e.new_zeros(())

@@ -44,6 +44,7 @@ MISSING_MARKERS = frozenset({"-666", "-666.0", "-666.00", "-666.000", "-666.0000
 #: missing expression values in .gct data rows
 _NA_VALUES = ["NaN", "nan", "NAN", "NA", "na", "", "-nan", "NULL", "null"]
 _SCAN_BLOCK = 1 << 16  # values per block when scanning a metadata field
+_META_WINDOW = 4096  # signatures of metadata read at once by iter_batches
 _FIX_GCTX = "check that it is a LINCS .gctx written by cmapPy or archetool (matrix at 0/DATA/0/matrix)"
 
 
@@ -115,11 +116,6 @@ def _convert(strings: np.ndarray, target: str):
     s = s.where(~s.isin(MISSING_MARKERS), None)
     nums = pd.to_numeric(s, errors="coerce")
     return nums.to_numpy(dtype=np.int64 if target == "int64" else np.float64)
-
-
-def _empty_batch(feature_names: list[str], columns: list[str]) -> RawBatch:
-    return RawBatch(ids=np.array([], dtype=object), obs=pd.DataFrame(columns=columns),
-                    matrix=np.zeros((0, len(feature_names)), np.float32), feature_names=feature_names)
 
 
 # ------------------------------------------------------------------------------------------- .gctx
@@ -250,32 +246,43 @@ class GctxSource:
 
     # ----------------------------------------------------------------------------------- reading
 
-    def _chunk(self, f, start: int, stop: int) -> RawBatch:
+    def _meta_block(self, f, start: int, stop: int) -> tuple[np.ndarray, pd.DataFrame]:
+        """Signature ids and converted column metadata of rows ``start:stop``."""
         kinds = self._field_kinds(f)
-        mat = f[MATRIX_PATH]
-        block = mat[:, start:stop].T if self.genes_first else mat[start:stop, :]
-        matrix = np.ascontiguousarray(block, dtype=np.float32)
         ids = _to_str(f[COL_IDS][start:stop])
         obs = {}
         for name in self.columns:
             values = f[f"{COL_META}/{name}"][start:stop]
             kind = kinds[name]
             obs[name] = values if kind == "keep" else _convert(_to_str(values), kind)
-        return RawBatch(ids=ids, obs=pd.DataFrame(obs, columns=self.columns, index=pd.RangeIndex(stop - start)),
-                        matrix=matrix, feature_names=self.feature_names, row_offset=start)
+        return ids, pd.DataFrame(obs, columns=self.columns, index=pd.RangeIndex(stop - start))
 
     def iter_batches(self, batch_rows: int) -> Iterator[RawBatch]:
-        """Chunks of at most ``batch_rows`` signatures, read as HDF5 slices (one open handle per iteration)."""
+        """Chunks of at most ``batch_rows`` signatures, read as HDF5 slices (one open handle per iteration).
+
+        Metadata is read in windows of at least ``_META_WINDOW`` rows (small batches would otherwise cost
+        one HDF5 read per field per batch); memory stays bounded by the window and the batch.
+        """
         batch_rows = max(1, int(batch_rows))
+        window = max(batch_rows, _META_WINDOW)
         with self._open() as f:
+            w_start, w_ids, w_obs = 0, None, None
             for start in range(0, self.n_rows, batch_rows):
                 stop = min(start + batch_rows, self.n_rows)
                 try:
-                    batch = self._chunk(f, start, stop)
+                    if w_ids is None or stop > w_start + len(w_ids):
+                        w_start = start
+                        w_ids, w_obs = self._meta_block(f, start, min(start + window, self.n_rows))
+                    mat = f[MATRIX_PATH]
+                    block = mat[:, start:stop].T if self.genes_first else mat[start:stop, :]
+                    matrix = np.ascontiguousarray(block, dtype=np.float32)
                 except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
                     raise InputError(f"{self.path}: cannot read signatures {start}-{stop - 1}: "
                                      f"{_first_line(err)}; the file may be truncated or corrupt") from None
-                yield batch
+                a, b = start - w_start, stop - w_start
+                obs = w_obs if (a == 0 and b == len(w_ids)) else w_obs.iloc[a:b].reset_index(drop=True)
+                yield RawBatch(ids=w_ids[a:b], obs=obs, matrix=matrix, feature_names=self.feature_names,
+                               row_offset=start)
 
     def read(self) -> RawBatch:
         """Every signature at once."""
