@@ -37,20 +37,23 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target``; on success it replaces ``target`` (old contents removed)."""
+def staged_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging directory; on success its files are renamed into ``target``.
+
+    Other files already in ``target`` are left alone (an ``--out`` directory may hold the user's own
+    files); a new ``target`` appears in one rename.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
+        if not target.exists():
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+            return
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, target / item.name)
+        tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

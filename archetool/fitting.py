@@ -82,6 +82,8 @@ def fit(options: FitOptions):
     model_adapter.check_options(options)
     device = resolve_device(options.device)
     dist_info = init_distributed(device)
+    if not dist_info.is_main:  # one voice: only rank 0 logs progress
+        log.setLevel(logging.WARNING)
     out = Path(options.out) if options.out else options.default_out()
     tic = time.perf_counter()
     data, prep = load_training_data(

@@ -183,10 +183,13 @@ def archetypes(
 
     model = ArchetoolModel.load(model_dir)
     rows = analysis_rows(model, data)
+    from archetool.atomic import staged_dir
+
     out_dir = out or (Path(model_dir) / "archetypes")
-    written = adapter(model.kind).write_archetypes(model, rows, out_dir, n_exemplars=n_exemplars)
+    with staged_dir(out_dir) as stage:  # all files appear together, or none
+        written = adapter(model.kind).write_archetypes(model, rows, stage, n_exemplars=n_exemplars)
     for path in written:
-        log.info("wrote %s", path)
+        log.info("wrote %s", out_dir / Path(path).name)
 
 
 @app.command()

@@ -7,6 +7,7 @@ scalers and returns a :class:`Dataset` plus the :class:`Preprocessing` that ``em
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -206,8 +207,10 @@ def load_training_data(
                          id_column=id_column, smiles_column=smiles_column, layer=options.layer)
     n_binary = {"gaussian": 0, "bernoulli": x.shape[1]}.get(lik, int(lik.split(":")[-1]) if lik.startswith("mixed:") else 0)
     if n_binary < x.shape[1]:  # standardise the continuous features; binary ones stay 0/1
-        mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
-        std = np.nanstd(x, axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
+            std = np.nanstd(x, axis=0)
         std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
         mean[:n_binary], std[:n_binary] = 0.0, 1.0
         prep.x_mean, prep.x_std = mean.astype(float).tolist(), std.astype(float).tolist()

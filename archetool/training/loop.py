@@ -159,7 +159,7 @@ def train(
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"]) + 1
+        start_epoch = config.epochs if state.get("stopped") else int(state["epoch"]) + 1
         best_val, bad_epochs = float(state["best_val"]), int(state["bad_epochs"])
         best_state = state.get("best_module")
         result.history = list(state["history"])
@@ -168,8 +168,10 @@ def train(
         log.info("resuming from %s at epoch %d", checkpoint_path, start_epoch + 1)
 
     n_train = len(train_idx)
+    # --batch-size is the global batch: each of the world_size processes takes its share
+    batch_size = max(2, -(-config.batch_size // dist_info.world_size))
     shard = max(1, n_train // dist_info.world_size)
-    drop_last = shard > config.batch_size
+    drop_last = shard > batch_size
     generator = torch.Generator().manual_seed(config.seed)
     warmup = module.annealing_epochs(config.epochs)
     for epoch in range(start_epoch, config.epochs):
@@ -182,9 +184,9 @@ def train(
         perm = perm.to(device)
         sums: dict[str, float] = {}
         steps = 0
-        for start in range(0, len(perm), config.batch_size):
-            idx = perm[start : start + config.batch_size]
-            if len(idx) < 2 or (drop_last and len(idx) < config.batch_size):
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start : start + batch_size]
+            if len(idx) < 2 or (drop_last and len(idx) < batch_size):
                 continue
             terms = forward(_slice(train_t, idx))
             optimizer.zero_grad(set_to_none=True)
