@@ -37,6 +37,7 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
             frame.to_csv(sys.stdout, index=False, header=header)
             header, written = False, written + len(frame)
             rejects.append(chunk.rejects)
+            del chunk, frame  # memory: at most one chunk alive while the next is read
     else:
         with TableWriter(out, n_rows=n_rows) as writer:
             for chunk, frame in model.iter_embeddings(data, chunk_rows, batch_size):
@@ -45,6 +46,7 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
                 writer.write(frame)
                 written += len(frame)
                 rejects.append(chunk.rejects)
+                del chunk, frame  # memory: at most one chunk alive while the next is read
     _report_rejects(data, out, rejects, written)
     seconds = time.perf_counter() - tic
     log.info("embedded %d rows in %.1fs (%.0f rows/s)%s", written, seconds, written / max(seconds, 1e-9),

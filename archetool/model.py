@@ -159,7 +159,9 @@ class ArchetoolModel:
     def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
         """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat."""
         for chunk in iter_inference_chunks(data, self.prep, batch_rows):
-            yield chunk, self.embedding_frame(chunk.ids, self.transform(chunk.x, batch_size))
+            frame = self.embedding_frame(chunk.ids, self.transform(chunk.x, batch_size))
+            yield chunk, frame
+            del chunk, frame  # let the chunk go before the next one is read
 
     def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
         """Embed a whole file in memory and return the embedding table (Python API)."""

@@ -207,3 +207,12 @@ def test_wrong_encoding_and_mixed_types(tmp_path):
     assert prep.feature_names == ["a"]
     with pytest.raises(InputError, match="side column 'b' is not numeric .*data row 2 holds 'oops'"):
         load_training_data(mixed, side=["b"])
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    from archetool.atomic import FILE_MODE, atomic_path
+
+    target = tmp_path / "x.csv"
+    with atomic_path(target) as tmp:
+        tmp.write_text("a\n")
+    assert target.stat().st_mode & 0o777 == FILE_MODE

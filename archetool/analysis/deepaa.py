@@ -73,7 +73,9 @@ class DeepAAAnalysis(ModelAnalysis):
         k = Z.shape[0]
         lhs = np.vstack([Z.T, np.ones((1, k))])  # (d+1, k), square and invertible for a simplex
         rhs = np.vstack([np.asarray(latent).T, np.ones((1, len(latent)))])
-        return np.linalg.solve(lhs, rhs).T
+        weights = np.linalg.solve(lhs, rhs).T
+        weights[np.abs(weights) < 1e-7] = 0.0  # round-off, not signal
+        return weights
 
     # --- archetypes ---------------------------------------------------------------------------
     def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
@@ -131,9 +133,8 @@ class DeepAAAnalysis(ModelAnalysis):
     def sample(self, model, n: int, label: str | None, temperature: float, rows: pd.DataFrame | None) -> pd.DataFrame:
         if label is not None:
             raise ArchetoolError("--label applies to class-conditioned models (nvae, svqvae); deepaa samples from the Dirichlet prior")
-        latent = model.module.sample_latent(n, temperature).cpu().numpy()
+        weights, latent = (v.cpu().numpy() for v in model.module.sample_latent(n, temperature))
         table = self.decode_table(model, latent)
-        weights = self.weights_of(model, latent)
         front = pd.DataFrame({"sample": np.arange(n)} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
         parts = [front, table]
         if rows is not None and "smiles" in rows.columns:

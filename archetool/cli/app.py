@@ -23,6 +23,8 @@ class _Commands(TyperGroup):
         except ArchetoolError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:
+            raise
         except OSError as err:
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
             typer.echo(f"error: {where}{err.strerror or err}", err=True)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from archetool.data.featurizers import default_featurizer, featurizer_from_state
+from archetool.data.featurizers import Features, default_featurizer, featurizer_from_state
 from archetool.data.readers import open_source
 from archetool.data.source import RawBatch, ReadOptions
 from archetool.errors import InputError, preview
@@ -61,10 +61,21 @@ class Preprocessing:
     def make_featurizer(self):
         return featurizer_from_state(self.featurizer)
 
-    def scale_x(self, x: np.ndarray) -> np.ndarray:
-        """Original feature units -> model space; NaN becomes the training mean (0 after scaling)."""
+    def scale_x(self, x: np.ndarray, inplace: bool = False) -> np.ndarray:
+        """Original feature units -> model space; NaN becomes the training mean (0 after scaling).
+
+        ``inplace``: overwrite ``x`` when it is a writeable C-ordered float32 array (streaming ``embed``
+        reuses the chunk it just read instead of allocating two more of its size); same values either way.
+        """
+        x = np.asarray(x)
+        own = inplace and x.dtype == np.float32 and x.flags.writeable and x.flags.c_contiguous
         if self.x_mean is not None:
-            x = (x - np.asarray(self.x_mean, np.float32)) / np.asarray(self.x_std, np.float32)
+            out = x if own else np.empty(x.shape, np.result_type(x.dtype, np.float32))
+            np.subtract(x, np.asarray(self.x_mean, np.float32), out=out)
+            np.divide(out, np.asarray(self.x_std, np.float32), out=out)
+            return _nonfinite_to_num(out).astype(np.float32, copy=False)
+        if own:
+            return _nonfinite_to_num(x)
         return np.nan_to_num(x, nan=0.0).astype(np.float32, copy=False)
 
     def unscale_x(self, x: np.ndarray) -> np.ndarray:
@@ -78,6 +89,13 @@ class Preprocessing:
 
     def unscale_side(self, y: np.ndarray) -> np.ndarray:
         return y * np.asarray(self.side_std) + np.asarray(self.side_mean)
+
+
+def _nonfinite_to_num(x: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(x, nan=0.0)`` in place; a single summing pass when every value is finite (the usual case)."""
+    if x.size and not np.isfinite(x.sum()):
+        np.nan_to_num(x, nan=0.0, copy=False)
+    return x
 
 
 @dataclass
@@ -269,16 +287,44 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
         raise InputError(f"{path}: holds {source.kind} data but the model was fitted on {prep.source_kind} data")
     featurizer = prep.make_featurizer()
     smiles_column = getattr(source, "smiles_column", None)
+    genes = prep.featurizer["name"] == "genes"
     for batch in source.iter_batches(batch_rows):
+        inplace = False
         if prep.featurizer["name"] == "morgan":
             if not smiles_column:
                 raise InputError(f"{path}: no SMILES column found but the model was fitted on molecules")
             feats = featurizer.transform(batch, path, smiles_column)
+        elif genes and _genes_in_model_order(batch, featurizer.feature_names):
+            # the usual case (same gene list): the dense block is already the feature matrix -- no gather copy
+            feats = Features(x=batch.matrix, valid=np.ones(len(batch), bool))
+            # readers hand out a fresh array per chunk (a slice of a cached matrix is a view, not owned),
+            # so an owned block is scaled in place: one chunk-sized array in memory instead of three
+            inplace = batch.matrix.flags.owndata
         else:
             feats = featurizer.transform(batch, path)
         rejects = pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
                                 "id": [batch.ids[i] for i, _ in feats.rejects],
                                 "smiles": [s for _, s in feats.rejects]})
-        obs = batch.obs.loc[feats.valid].reset_index(drop=True)
+        all_valid = bool(feats.valid.all())
+        if all_valid and _plain_index(batch.obs):
+            obs, ids = batch.obs, batch.ids
+        else:
+            obs, ids = batch.obs.loc[feats.valid].reset_index(drop=True), batch.ids[feats.valid]
         smiles = obs[smiles_column].astype(str).to_numpy() if smiles_column else None
-        yield InferenceChunk(ids=batch.ids[feats.valid], x=prep.scale_x(feats.x), obs=obs, smiles=smiles, rejects=rejects)
+        chunk = InferenceChunk(ids=ids, x=prep.scale_x(feats.x, inplace=inplace), obs=obs, smiles=smiles, rejects=rejects)
+        del batch, feats, obs, ids  # only the chunk keeps the data while the consumer works on it
+        yield chunk
+        del chunk  # released before the next chunk is read, so at most one chunk is alive
+
+
+def _genes_in_model_order(batch: RawBatch, feature_names: list[str]) -> bool:
+    """True when ``batch`` is a dense float32 matrix whose genes are exactly the model's, in order."""
+    matrix = batch.matrix
+    return (isinstance(matrix, np.ndarray) and matrix.dtype == np.float32 and matrix.ndim == 2
+            and batch.feature_names is not None and len(batch.feature_names) == len(feature_names)
+            and [str(g) for g in batch.feature_names] == feature_names)
+
+
+def _plain_index(frame: pd.DataFrame) -> bool:
+    index = frame.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1

@@ -179,11 +179,11 @@ class DeepAA(ArchetoolModule):
         return {"z": enc["mu"], "weights": enc["A"], "side": self.predict_side(enc["mu"])}
 
     @torch.no_grad()
-    def sample_latent(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """Draw t = a·Z + temperature·prior_scale·eps with a ~ Dir(alpha·1): shape (n, d).
+    def sample_latent(self, n: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw a ~ Dir(alpha·1) (n, k) and t = a·Z + temperature·prior_scale·eps (n, d).
 
         Seed with ``torch.manual_seed`` for reproducible draws.
         """
         conc = torch.full((self.n_archetypes,), self.dirichlet_alpha, device=self.Z.device)
         a = torch.distributions.Dirichlet(conc).sample((n,))
-        return a @ self.Z + temperature * self.prior_scale * torch.randn(n, self.latent_dim, device=self.Z.device)
+        return a, a @ self.Z + temperature * self.prior_scale * torch.randn(n, self.latent_dim, device=self.Z.device)
