@@ -174,3 +174,26 @@ def test_help_is_fast_and_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     result = subprocess.run([sys.executable, "-m", "archetool", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "fit" in result.stdout
+
+
+def test_progress_bar_mode_runs(tmp_path, table_csv):
+    result = run_cli("fit", table_csv, "--out", tmp_path / "m", "--epochs", "2", "--hidden", "8", "--progress")
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/2" not in result.stderr  # the bar replaces the per-epoch log lines
+
+
+def test_plain_log_line_per_epoch_when_not_a_terminal(tmp_path, table_csv):
+    result = run_cli("fit", table_csv, "--out", tmp_path / "m", "--epochs", "3", "--hidden", "8")
+    assert result.exit_code == 0
+    assert [line.split()[2] for line in result.stderr.splitlines() if " epoch " in line and "/3" in line] == ["1/3", "2/3", "3/3"]
+
+
+def test_dirichlet_prior_end_to_end(tmp_path, table_csv):
+    out = tmp_path / "d"
+    assert run_cli("fit", table_csv, "--side", "y", "--prior", "dirichlet", "--out", out, *FAST_FIT).exit_code == 0
+    import json
+
+    assert json.loads((out / "config.json").read_text())["hparams"]["prior"] == "dirichlet"
+    samples = tmp_path / "s.csv"
+    assert run_cli("sample", out, "--n", "5", "--out", samples).exit_code == 0
+    np.testing.assert_allclose(pd.read_csv(samples)[["a0", "a1", "a2", "a3"]].sum(1), 1.0, atol=1e-5)
