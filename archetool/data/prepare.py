@@ -132,6 +132,24 @@ def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) 
     return column
 
 
+def _missing_rows(path, what: str, noun: str, missing: np.ndarray, drop_missing: bool) -> np.ndarray:
+    """``missing`` (n,) bool, unchanged; an InputError unless ``drop_missing`` (then a warning)."""
+    if missing.any():
+        count, first = int(missing.sum()), int(np.flatnonzero(missing)[0]) + 1
+        if not drop_missing:
+            raise InputError(f"{path}: {what} has {count} missing {noun} (first at data row {first}); "
+                             "fill them, or pass --drop-missing to drop those rows")
+        log.warning("%s: dropping %d rows with missing %s in %s (--drop-missing)", path, count, noun, what)
+    return missing
+
+
+def rejects_table(batch: RawBatch, rejects: list[tuple[int, str]]) -> pd.DataFrame:
+    """Invalid molecules of a chunk: 1-based data row, id, SMILES."""
+    return pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in rejects],
+                         "id": [batch.ids[i] for i, _ in rejects],
+                         "smiles": [smi for _, smi in rejects]})
+
+
 def _check_column(path, columns, name: str, what: str, flag: str) -> None:
     if name not in columns:
         raise InputError(f"{path}: {what} column {name!r} not found; columns are: {preview(columns)} (use {flag} with one of them)")
@@ -172,27 +190,12 @@ def load_training_data(
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(f"{path}: side column {col!r} is not numeric (data row {row + 1} holds {values.iloc[row]!r}); choose a numeric column")
-        missing = numeric.isna().to_numpy()
-        if missing.any():
-            if not drop_missing:
-                raise InputError(
-                    f"{path}: side column {col!r} has {int(missing.sum())} missing values (first at data row "
-                    f"{int(np.flatnonzero(missing)[0]) + 1}); fill them, or pass --drop-missing to drop those rows"
-                )
-            log.warning("%s: dropping %d rows with missing %r (--drop-missing)", path, int(missing.sum()), col)
-            keep &= ~missing
+        keep &= ~_missing_rows(path, f"side column {col!r}", "values", numeric.isna().to_numpy(), drop_missing)
         batch.obs[col] = numeric
     if label is not None:
         labels = batch.obs[label]
         missing = labels.isna().to_numpy() | (labels.astype(str).str.strip() == "").to_numpy()
-        if missing.any():
-            if not drop_missing:
-                raise InputError(
-                    f"{path}: label column {label!r} has {int(missing.sum())} missing labels (first at data row "
-                    f"{int(np.flatnonzero(missing)[0]) + 1}); fill them, or pass --drop-missing to drop those rows"
-                )
-            log.warning("%s: dropping %d rows with a missing %r label (--drop-missing)", path, int(missing.sum()), label)
-            keep &= ~missing
+        keep &= ~_missing_rows(path, f"label column {label!r}", "labels", missing, drop_missing)
 
     exclude = set(side) | ({label} if label else set())
     id_column = getattr(source, "id_column", None)
@@ -206,11 +209,7 @@ def load_training_data(
         featurizer.fit(batch, exclude, path)
         feats = featurizer.transform(batch, path, smiles_column) if smiles_column else featurizer.transform(batch, path)
 
-    rejects = pd.DataFrame(
-        {"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
-         "id": [batch.ids[i] for i, _ in feats.rejects],
-         "smiles": [s for _, s in feats.rejects]}
-    )
+    rejects = rejects_table(batch, feats.rejects)
     if feats.valid.sum() == 0:
         raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
     x = feats.x[keep[feats.valid]]
