@@ -11,18 +11,40 @@ from archetool.errors import ArchetoolError
 
 log = logging.getLogger("archetool")
 
+#: most bytes of float32 features in one chunk; ``chunk_rows`` is lowered for wide inputs to stay under it
+CHUNK_BYTES = 64 << 20
+
+
+def effective_chunk_rows(chunk_rows: int, n_features: int, batch_size: int) -> int:
+    """Rows per chunk: ``chunk_rows``, lowered so a chunk holds at most :data:`CHUNK_BYTES` of features
+    (978 genes: 16,384 rows; 20,000 genes: 819), rounded down to whole forward passes of ``batch_size``.
+
+    Peak memory is then flat and small whatever the width (a 65,536-row chunk of a 20k-gene h5ad
+    would be 5 GB), and smaller blocks read faster (fresh multi-100-MB arrays cost page faults).
+    """
+    cap = max(1, CHUNK_BYTES // (4 * max(int(n_features), 1)))
+    if cap >= batch_size:
+        cap -= cap % batch_size
+    return max(1, min(int(chunk_rows), cap))
+
 
 def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, batch_size: int = 4096,
              chunk_rows: int = 65536, device: str = "auto") -> int:
     """Embed ``data`` chunk by chunk; write CSV/TSV/Parquet/.npy as it goes, or an .h5ad with obsm.
 
-    Returns the number of rows written. Invalid SMILES are reported and listed in ``<out>.rejects.csv``.
+    ``chunk_rows`` is an upper bound: see :func:`effective_chunk_rows`. Returns the number of rows
+    written. Invalid SMILES are reported and listed in ``<out>.rejects.csv``.
     """
     from archetool.data.readers import data_extension, open_source
     from archetool.io_tables import TableWriter, output_format, write_table
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir, device=device)
+    rows = effective_chunk_rows(chunk_rows, len(model.prep.feature_names), batch_size)
+    if rows < chunk_rows:
+        log.debug("reading %d rows at a time (%d features: chunks stay under %d MiB)", rows,
+                  len(model.prep.feature_names), CHUNK_BYTES >> 20)
+    chunk_rows = rows
     out = Path(out) if out is not None else None
     fmt = output_format(out) if out is not None else ".csv"
     if fmt == ".h5ad":

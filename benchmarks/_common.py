@@ -40,7 +40,7 @@ def machine() -> str:
     import torch
 
     return (f"{os.cpu_count()} cores ({cpu}; shared with other jobs), {mem:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+            f"torch {torch.__version__}")
 
 
 def markdown(rows: list[dict], columns: list[str] | None = None) -> str:

@@ -143,7 +143,23 @@ def test_shapes_and_loss_terms():
     assert m.traverse_shared(1, torch.linspace(-2, 2, 5)).shape == (K, 5, P)
     assert m.traverse_shared(0, torch.tensor([0.0, 1.0]), labels=torch.tensor([2])).shape == (1, 2, P)
     acc = m.metrics({"x": x, "label": y})
-    assert set(acc) == {"accuracy"} and 0 <= acc["accuracy"] <= 10
+    assert set(acc) == {"accuracy", "recon_mse"} and 0 <= acc["accuracy"] <= 10 and acc["recon_mse"] >= 0
+
+    # per-class KL sums: add up over chunks, divide by the counts for the per-class means
+    sums, counts = m.kl_per_class(x, y)
+    assert sums.shape == (K, 5) and counts.tolist() == torch.bincount(y, minlength=K).float().tolist()
+    s1, c1 = m.kl_per_class(x[:4], y[:4])
+    s2, c2 = m.kl_per_class(x[4:], y[4:])
+    assert torch.allclose(s1 + s2, sums, atol=1e-5) and torch.equal(c1 + c2, counts)
+    total = torch.cat([kl["class"], kl["shared"]])
+    assert torch.allclose(sums.sum(0) / counts.sum(), total, atol=1e-5)
+    for k in range(K):
+        if counts[k]:
+            per = m.kl_per_dim(x[y == k], y[y == k])
+            assert torch.allclose(sums[k] / counts[k], torch.cat([per["class"], per["shared"]]), atol=1e-5)
+    # the record kept with the weights (filled by fit) is a buffer, not a parameter
+    assert {"kl_record", "kl_record_counts"} <= set(m.state_dict()) and m.kl_record.shape == (K, 5)
+    assert all(p.data_ptr() != m.kl_record.data_ptr() for p in m.parameters())
 
 
 def test_class_prior_enters_loss_and_sampling():
@@ -225,6 +241,12 @@ def test_sample_labels_and_temperature(trained):
     # reproducible with a generator
     again, _ = model.sample(7, labels=labels, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(xs, again)
+    # sample == decode(sample_latent) with the same draws; temperature 0 gives the class means
+    z, zl = model.sample_latent(7, labels=labels, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (7, model.latent_dim) and torch.equal(zl, labels)
+    assert torch.allclose(model.decode(z[:, :4], z[:, 4:], zl), xs, atol=1e-6)
+    z0, _ = model.sample_latent(3, labels=torch.tensor([0, 1, 2]), temperature=0.0)
+    assert torch.equal(z0[:, :4], model.class_means()) and (z0[:, 4:] == 0).all()
     # decoded samples of a class are recognised as that class
     fixed = torch.full((200,), 1)
     x1, _ = model.sample(200, labels=fixed, generator=torch.Generator().manual_seed(2))
@@ -281,3 +303,18 @@ def test_bernoulli_likelihood():
     xs, _ = m.sample(30, generator=torch.Generator().manual_seed(0))
     assert ((xs >= 0) & (xs <= 1)).all()
     assert m.hparams()["likelihood"] == "bernoulli"
+
+
+def test_no_shared_latent():
+    """shared_dim = 0: the class latent alone (loss, embedding, samples and the KL record still work)."""
+    torch.manual_seed(0)
+    m = NVAE(P, K, class_dim=3, shared_dim=0, hidden=(16,))
+    x, y = torch.randn(12, P), torch.randint(0, K, (12,))
+    terms = m.loss_terms({"x": x, "label": y})
+    assert torch.isfinite(terms["loss"]) and terms["kl_shared"].detach().item() == 0.0
+    m.eval()
+    assert m.embed(x)["z"].shape == (12, 3) and m.embed(x)["z_shared"].shape == (12, 0)
+    xs, ls = m.sample(5, generator=torch.Generator().manual_seed(0))
+    assert xs.shape == (5, P) and ls.shape == (5,)
+    sums, counts = m.kl_per_class(x, y)
+    assert sums.shape == (K, 3) and float(counts.sum()) == 12

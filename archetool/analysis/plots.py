@@ -107,18 +107,26 @@ def heatmap(matrix: np.ndarray, labels: list[str], path: Path, title: str, cmap:
     return save_figure(fig, path)
 
 
-def bar_chart(values: dict[str, np.ndarray], path: Path, title: str, ylabel: str) -> Path:
-    """Grouped bars: one group per key (e.g. class latent, shared latent), one bar per dimension."""
+def bar_chart(values: dict[str, np.ndarray], path: Path, title: str, ylabel: str,
+              tick_labels: dict[str, list[str]] | None = None) -> Path:
+    """Grouped bars: one group per key (e.g. class latent, shared latent), one bar per dimension.
+
+    ``tick_labels`` (optional): per key, one label per bar (e.g. the embedding's z-column names).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 0.35 * sum(len(v) for v in values.values()), 3.4))
     pos = 0
     colours = plt.get_cmap("tab10")
+    ticks, labels = [], []
     for i, (name, vals) in enumerate(values.items()):
         xs = np.arange(pos, pos + len(vals))
         ax.bar(xs, vals, color=colours(i), label=name)
+        if tick_labels and name in tick_labels:
+            ticks += list(xs)
+            labels += list(tick_labels[name])
         pos += len(vals) + 1
     ax.set_ylabel(ylabel)
-    ax.set_xticks([])
+    ax.set_xticks(ticks, labels, rotation=90 if len(ticks) > 24 else 0, fontsize=7)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return save_figure(fig, path)
