@@ -81,9 +81,12 @@ def run_timed(cmd: list[str], env: dict | None = None) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     cpu = re.search(r"Percent of CPU this job got: (\d+)%", err)
+    user = re.search(r"User time \(seconds\): ([\d.]+)", err)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", err)
+    cpu_s = float(user.group(1)) + float(system.group(1)) if user and system else float("nan")
     return {"wall_s": wall, "peak_rss_mib": int(rss.group(1)) / 1024 if rss else float("nan"),
-            "cpu_pct": int(cpu.group(1)) if cpu else float("nan"), "stderr": err, "stdout": proc.stdout,
-            "load_before": load}
+            "cpu_pct": int(cpu.group(1)) if cpu else float("nan"), "cpu_s": cpu_s, "stderr": err,
+            "stdout": proc.stdout, "load_before": load}
 
 
 def archetool_cmd() -> list[str]:

@@ -276,23 +276,27 @@ def run_factors(seed: int, work: Path, args) -> tuple[dict, pd.DataFrame]:
     r_excl = np.array([[abs_corr(mu[y == k, j], data["f"][y == k, i]) for i, k in enumerate(EXCLUSIVE)] for j in range(d)])
     r_shared = np.array([[np.mean([abs_corr(mu[y == k, j], data["s"][y == k, i]) for k in range(N_CLASSES)])
                           for i in range(N_SHARED)] for j in range(d)])
-    found_excl, found_shared, in_zc, in_zs, rs = 0, 0, 0, 0, []
+    found_excl, found_shared, in_zc, in_zs, rs, detail = 0, 0, 0, 0, [], []
     for i, k in enumerate(EXCLUSIVE):
         j = int(r_excl[:, i].argmax())
         rs.append(r_excl[j, i])
         active_in = str(kl["active_in"].iloc[j]).split(";")
-        found_excl += int(kl["role"].iloc[j] == "class-dependent" and f"c{k}" in active_in and r_excl[j, i] >= 0.7)
+        ok = kl["role"].iloc[j] == "class-dependent" and f"c{k}" in active_in and r_excl[j, i] >= 0.7
+        found_excl += int(ok)
         in_zc += int(j < class_dim)
+        detail.append(f"f_{k}→z{j} |r|={r_excl[j, i]:.2f} {kl['role'].iloc[j]} [{kl['active_in'].iloc[j]}] {'✓' if ok else '✗'}")
     for i in range(N_SHARED):
         j = int(r_shared[:, i].argmax())
         rs.append(r_shared[j, i])
-        found_shared += int(kl["role"].iloc[j] == "shared" and r_shared[j, i] >= 0.7)
+        ok = kl["role"].iloc[j] == "shared" and r_shared[j, i] >= 0.7
+        found_shared += int(ok)
         in_zs += int(j >= class_dim)
+        detail.append(f"s{i + 1}→z{j} |r|={r_shared[j, i]:.2f} {kl['role'].iloc[j]} {'✓' if ok else '✗'}")
     best = np.maximum(r_excl.max(1), r_shared.max(1))
     spurious = int(((kl["role"] != "inactive").to_numpy() & (best < 0.3)).sum())
     out = {"seed": seed, "excl_detected": found_excl, "shared_detected": found_shared,
            "excl_in_zc": in_zc, "shared_in_zs": in_zs, "spurious": spurious, "mean_abs_r": float(np.mean(rs)),
-           "roles": " ".join(f"{c}:{r[:5]}" for c, r in zip(kl["column"], kl["role"]))}
+           "roles": " ".join(f"{c}:{r[:5]}" for c, r in zip(kl["column"], kl["role"])), "factors": "; ".join(detail)}
     return out, kl
 
 
@@ -423,8 +427,9 @@ def main(argv=None) -> int:
                       f"| {len(fdf)} | {fdf['excl_detected'].sum()}/{n_ex * len(fdf)} | {fdf['shared_detected'].sum()}/{n_sh * len(fdf)} | "
                       f"{fdf['spurious'].sum()} | {fdf['excl_in_zc'].sum()}/{n_ex * len(fdf)} | {fdf['shared_in_zs'].sum()}/{n_sh * len(fdf)} | "
                       f"{fdf['mean_abs_r'].mean():.3f} |", "",
-                      "Roles per seed (kl_per_dim.csv `role`: shared / class-dependent / inactive):", ""]
-            lines += [f"* seed {r['seed']}: {r['roles']}" for r in frecs]
+                      "Per seed: kl_per_dim.csv `role` of each dimension (shared / class-dependent / inactive), then each "
+                      "factor → the dimension that carries it, |r|, its role [active_in] and whether it counts as detected:", ""]
+            lines += [f"* seed {r['seed']}: {r['roles']}<br>{r['factors']}" for r in frecs]
             lines.append("")
             if first_kl is not None and not args.no_figures:
                 kl_figure(first_kl, FIGURES / "nvae_kl_synthetic.png")

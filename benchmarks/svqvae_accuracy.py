@@ -7,6 +7,8 @@ Datasets
            switches on 2-4 of them with signed weights, so classes share programmes; per-signature potency
            (log-normal, 30 % of signatures weak), plate effects (24 plates, a rank-5 gene pattern each),
            unit gene noise; imbalanced Zipf-like class sizes (40 to 800 signatures, 5,614 in all).
+  plate    (optional) the real L1000 plate of ../shared/data (377 signatures, 60 pert_iname classes of
+           mostly 6 signatures): a small, hard real set; needs the shared file.
 
 For every dataset and seed: one stratified split, 80 % train / 20 % test. svqvae is fitted with the
 archetool Python API on the train rows only (its own validation rows for early stopping come out of
@@ -16,7 +18,7 @@ same test rows. Nothing is tuned on the test rows.
 
     OMP_NUM_THREADS=2 python benchmarks/svqvae_accuracy.py --datasets digits,lincs --seeds 0,1,2
 
-Prints a Markdown table and writes ``<out>/svqvae_accuracy.csv``.
+Prints a Markdown table and writes ``benchmarks/results/<name>.md`` (and the per-seed ``<name>.csv``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ def digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def lincs_like(n_classes: int = 60, n_genes: int = 978, n_programmes: int = 30, n_plates: int = 24,
-               signal: float = 0.5, min_size: int = 40, max_size: int = 800, seed: int = 0):
-    """LINCS-shaped synthetic signatures: (x (n, 978) float32, labels (n,) str, gene names)."""
+               signal: float = 0.5, min_size: int = 40, max_size: int = 800, seed: int = 0,
+               return_signatures: bool = False):
+    """LINCS-shaped synthetic signatures: (x (n, 978) float32, labels (n,) str, gene names)
+    [+ the true class signatures (60, 978) with ``return_signatures``]."""
     rng = np.random.default_rng(seed)
     programmes = np.zeros((n_programmes, n_genes))
     for j in range(n_programmes):
@@ -65,10 +69,51 @@ def lincs_like(n_classes: int = 60, n_genes: int = 978, n_programmes: int = 30, 
     x = signal * potency[:, None] * (weights[y] @ programmes) + plate_effect[plates] + rng.normal(size=(n, n_genes))
     names = np.array([f"PERT{c:02d}" for c in range(n_classes)])
     genes = [f"{200000 + g}_at" for g in range(n_genes)]
+    if return_signatures:
+        return x.astype(np.float32), names[y], genes, weights @ programmes
     return x.astype(np.float32), names[y], genes
 
 
-DATASETS = {"digits": digits, "lincs": lincs_like}
+def offdiag_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r between the off-diagonal entries of two square matrices."""
+    mask = ~np.eye(len(a), dtype=bool)
+    return float(np.corrcoef(a[mask], b[mask])[0, 1])
+
+
+def code_structure(model, x, y, train) -> dict:
+    """lincs only: do the class codes recover which classes share gene programmes?
+
+    r between the off-diagonal class-class correlations of the true signatures and of (a) the codes,
+    (b) the decoded prototypes, (c) the plain class means of the training rows (for reference)."""
+    from archetool.analysis.svqvae import code_correlations
+
+    _, names, _, truth = lincs_like(return_signatures=True)
+    classes = list(model.prep.classes)
+    order = [int(c[4:]) for c in classes]  # PERTnn -> generator class nn
+    true_corr = np.corrcoef(truth[order])
+    codes = model.module.codes().numpy()
+    import torch
+
+    with torch.no_grad():
+        proto = model.prep.unscale_x(model.module.decode(torch.from_numpy(codes)).numpy())
+    means = np.stack([x[train][y[train] == c].mean(0) for c in classes])
+    return {"r_codes": offdiag_r(code_correlations(codes), true_corr),
+            "r_prototypes": offdiag_r(np.corrcoef(proto), true_corr),
+            "r_class_means": offdiag_r(np.corrcoef(means), true_corr)}
+
+
+def plate():
+    """The real LINCS L1000 plate in ../shared/data (A375, 24 h; 377 signatures x 978 genes, 60 pert_iname)."""
+    from archetool.data.readers.gctx import GctxSource
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "lincs_l1000_a375_plate.gctx"
+    if not path.exists():
+        raise SystemExit(f"{path}: the shared LINCS plate is absent; drop 'plate' from --datasets")
+    batch = GctxSource(path).read()
+    return batch.matrix, batch.obs["pert_iname"].astype(str).to_numpy(), list(batch.feature_names)
+
+
+DATASETS = {"digits": digits, "lincs": lincs_like, "plate": plate}
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -84,7 +129,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 def write_split(name: str, x, y, genes, index, path: Path) -> Path:
     ids = [f"{name}_{i:05d}" for i in index]
-    if name == "lincs":
+    if name in ("lincs", "plate"):
         from archetool.data.readers.gctx import write_gctx
 
         path = path.with_suffix(".gctx")
@@ -108,22 +153,24 @@ def logistic(x, y, train, test) -> tuple[float, float]:
     return float(clf.score(scaler.transform(x[test]), y[test])), time.perf_counter() - tic
 
 
-def svqvae(name, x, y, genes, train, test, seed, workdir: Path, epochs: int, set_options: dict) -> dict:
+def svqvae(name, x, y, genes, train, test, seed, workdir: Path, epochs: int, set_options: dict,
+           patience: int = 15) -> dict:
     from archetool.fitting import FitOptions, fit
     from archetool.model import ArchetoolModel
 
     train_path = write_split(name, x, y, genes, train, workdir / f"{name}_train")
     test_path = write_split(name, x, y, genes, test, workdir / f"{name}_test")
-    label = "pert_iname" if name == "lincs" else "label"
+    label = "pert_iname" if name in ("lincs", "plate") else "label"
     tic = time.perf_counter()
     fit(FitOptions(data=str(train_path), model="svqvae", label=label, out=str(workdir / f"{name}_model"),
-                   epochs=epochs, seed=seed, device="cpu", progress_bar=False, model_options=dict(set_options)))
+                   epochs=epochs, patience=patience, seed=seed, device="cpu", progress_bar=False, model_options=dict(set_options)))
     seconds = time.perf_counter() - tic
     model = ArchetoolModel.load(workdir / f"{name}_model")
     emb = model.embed(test_path)
     acc = float((emb["pred_label"].astype(str).to_numpy() == y[test]).mean())
     summary = model.config["summary"]
-    return {"svqvae_test_acc": acc, "svqvae_val_acc": summary.get("val_accuracy"), "svqvae_s": seconds,
+    extra = code_structure(model, x, y, train) if name == "lincs" else {}
+    return {**extra, "svqvae_test_acc": acc, "svqvae_val_acc": summary.get("val_accuracy"), "svqvae_s": seconds,
             "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"]}
 
 
@@ -132,9 +179,11 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--datasets", default="digits,lincs")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=15, help="early-stopping patience of fit (its default: 15)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--set", action="append", default=[], help="svqvae hyper-parameter KEY=VALUE (JSON value)")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", default=None, help="directory for the per-seed CSV (default: benchmarks/results)")
+    parser.add_argument("--name", default="svqvae_accuracy", help="results file name (benchmarks/results/NAME.md)")
     args = parser.parse_args(argv)
     import logging
 
@@ -153,26 +202,43 @@ def main(argv=None) -> pd.DataFrame:
             train, test = stratified_split(y, args.test_fraction, seed)
             base_acc, base_s = logistic(x, y, train, test)
             with tempfile.TemporaryDirectory() as tmp:
-                rec = svqvae(name, x, y, genes, train, test, seed, Path(tmp), args.epochs, set_options)
+                rec = svqvae(name, x, y, genes, train, test, seed, Path(tmp), args.epochs, set_options, args.patience)
             rec = {"dataset": name, "seed": seed, "n": len(y), "features": x.shape[1], "classes": len(set(y)),
                    "test_rows": len(test), "logistic_test_acc": base_acc, **rec, "logistic_s": base_s}
             print(json.dumps(rec), file=sys.stderr, flush=True)
             records.append(rec)
     table = pd.DataFrame(records)
-    out = Path(args.out)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import RESULTS, machine, markdown, write_result
+
+    out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "svqvae_accuracy.csv", index=False)
-    agg = table.groupby("dataset").agg(
+    table.to_csv(out / f"{args.name}.csv", index=False)
+    agg = table.groupby("dataset", sort=False).agg(
         n=("n", "first"), features=("features", "first"), classes=("classes", "first"), test_rows=("test_rows", "first"),
         svqvae_mean=("svqvae_test_acc", "mean"), svqvae_min=("svqvae_test_acc", "min"),
         logistic_mean=("logistic_test_acc", "mean"), logistic_min=("logistic_test_acc", "min"),
         wins=("svqvae_test_acc", lambda s: int((s.to_numpy() >= table.loc[s.index, "logistic_test_acc"].to_numpy()).sum())),
         seeds=("seed", "count"), fit_s=("svqvae_s", "mean"))
-    print("| dataset | rows x features | classes | test rows | svqvae nearest-code acc. (mean, min) | logistic acc. (mean, min) | svqvae >= logistic | fit s |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = ["| dataset | rows x features | classes | test rows | svqvae nearest-code acc. (mean, min) | "
+             "logistic acc. (mean, min) | svqvae >= logistic | fit s |", "|---|---|---|---|---|---|---|---|"]
     for name, r in agg.iterrows():
-        print(f"| {name} | {r.n} x {r.features} | {r.classes} | {r.test_rows} | {r.svqvae_mean:.3f} ({r.svqvae_min:.3f}) | "
-              f"{r.logistic_mean:.3f} ({r.logistic_min:.3f}) | {r.wins}/{r.seeds} seeds | {r.fit_s:.0f} |")
+        lines.append(f"| {name} | {int(r.n):,} x {int(r.features)} | {int(r.classes)} | {int(r.test_rows)} | "
+                     f"{r.svqvae_mean:.3f} ({r.svqvae_min:.3f}) | {r.logistic_mean:.3f} ({r.logistic_min:.3f}) | "
+                     f"{int(r.wins)}/{int(r.seeds)} seeds | {r.fit_s:.0f} |")
+    if "r_codes" in table.columns:
+        r = table[table["dataset"] == "lincs"][["r_codes", "r_prototypes", "r_class_means"]].mean()
+        lines += ["", f"lincs class structure (Pearson r with the true class-class signature correlations, mean over "
+                      f"seeds): codes {r.r_codes:.3f}, decoded prototypes {r.r_prototypes:.3f}, "
+                      f"training class means {r.r_class_means:.3f}"]
+    summary = "\n".join(lines)
+    print(summary)
+    per_seed = table[[c for c in ("dataset", "seed", "svqvae_test_acc", "logistic_test_acc", "svqvae_val_acc",
+                                  "epochs_run", "best_epoch", "svqvae_s", "r_codes", "r_prototypes") if c in table]]
+    command = "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/svqvae_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"# svqvae held-out nearest-code accuracy vs logistic regression\n\n{machine()}\n\n    {command}\n\n"
+            f"{summary}\n\nPer seed:\n\n{markdown(per_seed.round(3).to_dict('records'))}\n")
+    print(f"wrote {write_result(args.name, text)}", file=sys.stderr)
     return table
 
 

@@ -50,7 +50,8 @@ def test_fit_config_and_honest_held_out_accuracy(table_model):
     data, out = table_model
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "svqvae" and config["hparams"]["n_classes"] == 3 and config["hparams"]["code_dim"] == 4
-    json.dumps(config["hparams"])  # JSON-able
+    assert config["hparams"]["recon_weight"] == pytest.approx(1 / 8) and config["hparams"]["repulsion"] == "hinge"
+    json.dumps(config["hparams"])  # JSON-able, stored resolved
     summary = config["summary"]
     rows = pd.read_parquet(out / "training_rows.parquet")
     val = rows[rows["split"] == "val"]
@@ -105,7 +106,16 @@ def test_archetypes_codes_matrices_heatmaps_exemplars(table_model, tmp_path):
     np.testing.assert_allclose(dist.to_numpy(), np.linalg.norm(codes[:, None] - codes[None], axis=2), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(corr.to_numpy(), np.corrcoef(codes), atol=1e-5)
     assert np.diag(dist.to_numpy()).max() == 0 and np.allclose(np.diag(corr.to_numpy()), 1)
-    for png in ("code_correlations.png", "code_distances.png"):
+    proto = pd.read_csv(tmp_path / "a" / "prototype_correlations.csv", index_col=0)
+    import torch
+
+    from archetool.model import ArchetoolModel
+
+    module = ArchetoolModel.load(out).module
+    with torch.no_grad():
+        decoded = module.decode(torch.from_numpy(codes)).numpy()  # model space (standardised features)
+    np.testing.assert_allclose(proto.to_numpy(), np.corrcoef(decoded), atol=1e-5)
+    for png in ("code_correlations.png", "code_distances.png", "prototype_correlations.png"):
         assert (tmp_path / "a" / png).stat().st_size > 5000
 
     ex = pd.read_csv(tmp_path / "a" / "exemplars.csv")
@@ -269,6 +279,8 @@ def test_svqvae_needs_a_label_and_no_side(table_csv):
     assert_clean_error(run_cli("fit", table_csv, "--model", "svqvae", "--label", "cls", "--side", "y"), "--side y", "drop --side")
     assert_clean_error(run_cli("fit", table_csv, "--model", "svqvae", "--label", "cls", "--set", "gamma=2"),
                        "--set gamma", "not an svqvae hyper-parameter", "margin")
+    assert_clean_error(run_cli("fit", table_csv, "--model", "svqvae", "--label", "cls", "--set", "repulsion=soft", *FAST_FIT),
+                       "--model svqvae", "unknown repulsion 'soft'")
 
 
 def test_label_column_missing(table_csv):

@@ -23,7 +23,8 @@ DEFAULT_SPREAD = 0.1
 
 
 def code_correlations(codes: np.ndarray) -> np.ndarray:
-    """Pearson correlation between class codes across code dimensions: (K, D) -> (K, K).
+    """Pearson correlation between the rows of a matrix (class codes across code dimensions, or
+    prototypes across features): (K, D) -> (K, K).
 
     A code with no spread (constant over its dimensions) correlates 0 with the others and 1 with itself.
     """
@@ -56,21 +57,30 @@ class SVQVAEAnalysis(ModelAnalysis):
                                  "svqvae learns one code per --label class (drop --side)")
         if options.latent_dim is not None and options.latent_dim < 1:
             raise ArchetoolError(f"--latent-dim {options.latent_dim}: the svqvae code size must be at least 1")
-
-    def hparams(self, options, prep, data) -> dict:
         from archetool.models.svqvae import SVQVAE
 
+        allowed = [n for n in inspect.signature(SVQVAE.__init__).parameters if n not in ("self", "n_features", "n_classes", "likelihood")]
+        unknown = [k for k in options.model_options if k not in allowed]
+        if unknown:
+            raise ArchetoolError(f"--set {unknown[0]}: not an svqvae hyper-parameter; choose from {', '.join(allowed)}")
+        try:  # check the values now, before the data are read (a tiny stand-in model)
+            SVQVAE(2, 2, **{k: v for k, v in options.model_options.items() if k not in ("code_dim", "hidden")})
+        except (TypeError, ValueError) as err:
+            raise ArchetoolError(f"--model svqvae: {err}") from None
+
+    def hparams(self, options, prep, data) -> dict:
         hp = dict(n_features=int(data.x.shape[1]), n_classes=len(prep.classes), likelihood=prep.likelihood)
         if options.latent_dim is not None:
             hp["code_dim"] = int(options.latent_dim)
         if options.hidden:
             hp["hidden"] = list(options.hidden)
-        allowed = [n for n in inspect.signature(SVQVAE.__init__).parameters if n not in ("self", "n_features", "n_classes", "likelihood")]
-        unknown = [k for k in options.model_options if k not in allowed]
-        if unknown:
-            raise ArchetoolError(f"--set {unknown[0]}: not an svqvae hyper-parameter; choose from {', '.join(allowed)}")
         hp.update(options.model_options)
-        return hp
+        from archetool.models.svqvae import SVQVAE
+
+        try:  # store the resolved values (code_dim, recon_weight), so a saved model never depends on defaults
+            return SVQVAE(**hp).hparams()
+        except (TypeError, ValueError) as err:
+            raise ArchetoolError(f"--model svqvae: {err}") from None
 
     def summary(self, model, data, val_index) -> dict:
         """Nearest-code accuracy on the held-out validation rows only (never on training rows)."""
@@ -172,12 +182,23 @@ class SVQVAEAnalysis(ModelAnalysis):
         corr_frame.insert(0, label, classes)
         written.append(write_table(dist_frame, out_dir / "code_distances.csv"))
         written.append(write_table(corr_frame, out_dir / "code_correlations.csv"))
+        # the decoded prototypes' correlation over the (standardised) features: which classes' profiles
+        # look alike, as the decoder learned them from the data
+        with torch.no_grad():
+            proto = model.module.decode(torch.from_numpy(codes).to(model.device)).cpu().numpy()
+        proto_corr = code_correlations(proto)
+        proto_frame = pd.DataFrame(proto_corr, columns=classes)
+        proto_frame.insert(0, label, classes)
+        written.append(write_table(proto_frame, out_dir / "prototype_correlations.csv"))
 
         ex = self.exemplars(model, rows, codes, n_exemplars)
         written.append(write_table(ex, out_dir / "exemplars.csv"))
 
         written.append(plots.heatmap(corr, classes, out_dir / "code_correlations.png",
                                      f"svqvae: correlation of the {K} class codes ({label}), clustered",
+                                     cmap="RdBu_r", cluster=True, vmin=-1.0, vmax=1.0))
+        written.append(plots.heatmap(proto_corr, classes, out_dir / "prototype_correlations.png",
+                                     f"svqvae: correlation of the {K} decoded class prototypes ({label}), clustered",
                                      cmap="RdBu_r", cluster=True, vmin=-1.0, vmax=1.0))
         written.append(plots.heatmap(dist, classes, out_dir / "code_distances.png",
                                      f"svqvae: distance between the {K} class codes ({label}), clustered",
