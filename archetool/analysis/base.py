@@ -81,6 +81,24 @@ def unknown_endpoint(spec: str, what: str, choices) -> ArchetoolError:
     return ArchetoolError(f"endpoint {spec!r} is neither {what}; use one of: {preview(choices, 8)}")
 
 
+def check_class_model_options(options, kind: str, module_cls, purpose: str) -> None:
+    """Option checks shared by the class-conditioned models (nvae, svqvae), made before any data are read:
+    a --label (or --labels) is required, --side is refused, and --set keys must be hyper-parameters."""
+    import inspect
+
+    if options.label is None and options.labels_file is None:
+        raise ArchetoolError(f"--model {kind} needs --label COL: the class column (obs key for .h5ad, "
+                             "column-metadata field such as pert_iname for .gctx), or --labels FILE")
+    if options.side:
+        raise ArchetoolError(f"--side {' '.join(options.side)}: side variables apply to deepaa; "
+                             f"{kind} {purpose} (drop --side)")
+    fixed = ("self", "n_features", "n_classes", "likelihood")
+    allowed = [n for n in inspect.signature(module_cls.__init__).parameters if n not in fixed]
+    unknown = [k for k in options.model_options if k not in allowed]
+    if unknown:
+        raise ArchetoolError(f"--set {unknown[0]}: not an {kind} hyper-parameter; choose from {', '.join(allowed)}")
+
+
 class ModelAnalysis:
     """Defaults shared by the adapters; subclasses override what differs."""
 

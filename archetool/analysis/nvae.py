@@ -7,7 +7,6 @@ Latent layout of every nvae table: ``z0 .. z{c-1}`` is the class latent z_c (c =
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from pathlib import Path
@@ -17,7 +16,7 @@ import pandas as pd
 import torch
 
 from archetool.analysis.base import (
-    ModelAnalysis, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
+    ModelAnalysis, check_class_model_options, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
 )
 from archetool.errors import ArchetoolError, preview
 
@@ -89,23 +88,13 @@ def detector_table(sums: np.ndarray, counts: np.ndarray, classes: list[str], cla
 class NVAEAnalysis(ModelAnalysis):
     # --- fit --------------------------------------------------------------------------------------
     def check_options(self, options) -> None:
-        if options.label is None and options.labels_file is None:
-            raise ArchetoolError("--model nvae needs --label COL: the class column (obs key for .h5ad, "
-                                 "column-metadata field such as pert_iname for .gctx), or --labels FILE")
-        if options.side:
-            raise ArchetoolError(f"--side {' '.join(options.side)}: side variables apply to deepaa; "
-                                 "nvae is conditioned on the --label classes (drop --side)")
+        from archetool.models.nvae import NVAE
+
+        check_class_model_options(options, "nvae", NVAE, "is conditioned on the --label classes")
         if options.latent_dim is not None and options.latent_dim < 1:
             raise ArchetoolError(f"--latent-dim {options.latent_dim}: the nvae class latent needs at least 1 dimension")
         if options.shared_dim is not None and options.shared_dim < 0:
             raise ArchetoolError(f"--shared-dim {options.shared_dim}: the nvae shared latent size must be 0 or more")
-        from archetool.models.nvae import NVAE
-
-        fixed = ("self", "n_features", "n_classes", "likelihood")
-        allowed = [n for n in inspect.signature(NVAE.__init__).parameters if n not in fixed]
-        unknown = [k for k in options.model_options if k not in allowed]
-        if unknown:
-            raise ArchetoolError(f"--set {unknown[0]}: not an nvae hyper-parameter; choose from {', '.join(allowed)}")
         for key in ("beta_c", "class_separation"):
             value = options.model_options.get(key)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):

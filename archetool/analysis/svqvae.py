@@ -3,7 +3,6 @@ class-conditioned samples and interpolation between classes (DESIGN §1.3, §5).
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 import torch
 
 from archetool.analysis.base import (
-    ModelAnalysis, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
+    ModelAnalysis, check_class_model_options, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
 )
 from archetool.errors import ArchetoolError, preview
 
@@ -49,20 +48,11 @@ def code_distances(codes: np.ndarray) -> np.ndarray:
 class SVQVAEAnalysis(ModelAnalysis):
     # --- fit --------------------------------------------------------------------------------------
     def check_options(self, options) -> None:
-        if options.label is None and options.labels_file is None:
-            raise ArchetoolError("--model svqvae needs --label COL: the class column (obs key for .h5ad, "
-                                 "column-metadata field such as pert_iname for .gctx), or --labels FILE")
-        if options.side:
-            raise ArchetoolError(f"--side {' '.join(options.side)}: side variables apply to deepaa; "
-                                 "svqvae learns one code per --label class (drop --side)")
-        if options.latent_dim is not None and options.latent_dim < 1:
-            raise ArchetoolError(f"--latent-dim {options.latent_dim}: the svqvae code size must be at least 1")
         from archetool.models.svqvae import SVQVAE
 
-        allowed = [n for n in inspect.signature(SVQVAE.__init__).parameters if n not in ("self", "n_features", "n_classes", "likelihood")]
-        unknown = [k for k in options.model_options if k not in allowed]
-        if unknown:
-            raise ArchetoolError(f"--set {unknown[0]}: not an svqvae hyper-parameter; choose from {', '.join(allowed)}")
+        check_class_model_options(options, "svqvae", SVQVAE, "learns one code per --label class")
+        if options.latent_dim is not None and options.latent_dim < 1:
+            raise ArchetoolError(f"--latent-dim {options.latent_dim}: the svqvae code size must be at least 1")
         try:  # check the values now, before the data are read (a tiny stand-in model)
             SVQVAE(2, 2, **{k: v for k, v in options.model_options.items() if k not in ("code_dim", "hidden")})
         except (TypeError, ValueError) as err:
