@@ -1,4 +1,4 @@
-"""Shared helpers for the scale benchmarks: machine description, load, markdown tables, timed runs."""
+"""Shared helpers for the benchmarks: machine description, load, markdown tables, timed runs, reports."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -103,3 +105,19 @@ def write_result(name: str, text: str) -> Path:
     out = RESULTS / f"{name}.md"
     out.write_text(text)
     return out
+
+
+def write_report(title: str, table: str, notes: list[str], name: str) -> Path:
+    """Print ``## title``, the markdown ``table`` and the ``notes`` lines; write them to results/<name>.md and
+    name that file on stderr."""
+    text = f"## {title}\n\n" + table + "\n\n" + "\n".join(notes) + "\n"
+    print(text)
+    out = write_result(name, text)
+    print(f"wrote {out}", file=sys.stderr)
+    return out
+
+
+def mean_sd(values) -> str:
+    """'0.912 ± 0.014': mean ± sample standard deviation over seeds (sd 0 for one value)."""
+    values = np.asarray(values, float)
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"

@@ -60,7 +60,9 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+from _common import mean_sd, write_result  # noqa: E402
+
 FIGURES = HERE / "figures"
 
 
@@ -323,11 +325,6 @@ def kl_figure(kl: pd.DataFrame, path: Path) -> Path:
 
 
 # --- report -------------------------------------------------------------------------------------
-def ms(values) -> str:
-    values = np.asarray(values, float)
-    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke mode: one seed, 20 epochs")
@@ -389,16 +386,16 @@ def main(argv=None) -> int:
             lines += [f"## Digits: {len(train)} training rows, {len(test)} held-out rows, {args.seeds} seed(s), mean ± sd", "",
                       f"Options: {opts} (nvae beta_c = {beta_c}, class_separation = {separation}). Logistic regression: StandardScaler + "
                       "LogisticRegression(max_iter=5000).", "",
-                      f"(a) q(y|x) accuracy on the held-out rows: **{ms(df['q_acc'])}**", "",
+                      f"(a) q(y|x) accuracy on the held-out rows: **{mean_sd(df['q_acc'])}**", "",
                       f"(b)/(c) logistic regression tested on the real held-out rows, trained on n = {len(train)} rows of "
-                      f"(i) real training rows: **{ms(real)}**, or:", "",
+                      f"(i) real training rows: **{mean_sd(real)}**, or:", "",
                       "| generator | temperature | (ii) 60 % real + 40 % generated | (iii) 100 % generated | (iii) / (i) |",
                       "|---|---|---|---|---|"]
             names = {"nvae": "**nvae**"} | {f"cvae_b{b:g}": f"ablation: CVAE, KL weight {b:g}" for b in args.ablation_betas}
             for t in args.temperatures:
                 for key, title in names.items():
                     g = df[f"{key}_gen100_T{t}"].to_numpy()
-                    lines.append(f"| {title} | {t} | {ms(df[f'{key}_mix40_T{t}'])} | {ms(g)} | {g.mean() / real.mean():.3f} |")
+                    lines.append(f"| {title} | {t} | {mean_sd(df[f'{key}_mix40_T{t}'])} | {mean_sd(g)} | {g.mean() / real.mean():.3f} |")
             lines += ["", "Targets (means over seeds):", ""]
             for t in args.temperatures:
                 g = df[f"nvae_gen100_T{t}"].mean()
@@ -438,8 +435,7 @@ def main(argv=None) -> int:
                  f"torch threads {args.threads}), archetool {__version__}. Command: "
                  f"`OMP_NUM_THREADS=2 .venv/bin/python benchmarks/nvae_digits.py {' '.join(argv if argv is not None else sys.argv[1:])}`")
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(text)
+    write_result(args.name, text)
     print(text)
     return 0
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import archetool_cmd, load_average, machine, markdown, write_result  # noqa: E402
+from _common import archetool_cmd, load_average, machine, markdown, write_report  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -291,9 +291,7 @@ def main(argv=None) -> int:
                      f"epoch), {s_cpu / a_cpu:.2f}x (CPU time)** (target >= 1.0)")
     else:
         lines.append(f"* SCVI: not run -- {scvi_error}")
-    text = "## Training throughput\n\n" + table + "\n\n" + "\n".join(lines) + "\n"
-    print(text)
-    print(f"wrote {write_result('train_throughput' if not args.quick else 'train_throughput_quick', text)}", file=sys.stderr)
+    write_report("Training throughput", table, lines, "train_throughput" if not args.quick else "train_throughput_quick")
     return 0
 
 

@@ -100,7 +100,14 @@ def check_class_model_options(options, kind: str, module_cls, purpose: str) -> N
 
 
 class ModelAnalysis:
-    """Defaults shared by the adapters; subclasses override what differs."""
+    """Defaults shared by the adapters; subclasses override what differs.
+
+    Each adapter provides ``codes(model)`` (K, d): the latent points of its archetypes or classes, named by
+    :meth:`code_names`, and ``decode_table(model, latent (m, d), ...)``: an (m, ·) table of decoded features.
+    """
+
+    #: what a named ``interpolate`` endpoint is, for the error message
+    code_kind = "a class label"
 
     def check_options(self, options) -> None:
         pass
@@ -110,3 +117,37 @@ class ModelAnalysis:
 
     def label_column(self, model) -> str:
         return model.prep.label_column or "label"
+
+    def classes(self, model) -> list[str]:
+        return [str(c) for c in model.prep.classes]
+
+    def class_index(self, model, label) -> int | None:
+        classes = self.classes(model)
+        return classes.index(str(label)) if str(label) in classes else None
+
+    def code_names(self, model) -> list[str]:
+        """Names of the rows of ``codes(model)``: the classes (deepaa: a0..)."""
+        return self.classes(model)
+
+    def endpoint(self, model, spec: str, rows: pd.DataFrame | None) -> np.ndarray:
+        """The latent point (d,) an ``interpolate`` endpoint names: a code (see :meth:`code_names`), else a row id."""
+        names = self.code_names(model)
+        if str(spec) in names:
+            return self.codes(model)[names.index(str(spec))]
+        if rows is not None:
+            i = find_row(model, rows, spec)
+            if i is not None:
+                return latent_matrix(rows, model.module.latent_dim)[i]
+        choices = names + (rows[id_column(model)].astype(str).head(5).tolist() if rows is not None else [])
+        raise unknown_endpoint(spec, f"{self.code_kind} nor a sample id of the data", choices)
+
+    def points_table(self, model, front: pd.DataFrame, latent: np.ndarray, rows: pd.DataFrame | None = None,
+                     n_nearest: int = 1, **decode) -> pd.DataFrame:
+        """One row per latent point (m, d): the ``front`` columns (m rows: index, class, weights ...), then, when
+        ``rows`` hold molecules (``smiles``), the ``n_nearest`` nearest real ones (:func:`nearest_rows`), then
+        ``decode_table(model, latent, **decode)``."""
+        parts = [front]
+        if rows is not None and "smiles" in rows.columns:
+            parts.append(nearest_rows(model, rows, latent, n=n_nearest))
+        parts.append(self.decode_table(model, latent, **decode))
+        return pd.concat(parts, axis=1)

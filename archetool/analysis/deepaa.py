@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import (
-    ModelAnalysis, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
-)
+from archetool.analysis.base import ModelAnalysis, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError
 
 log = logging.getLogger("archetool")
@@ -23,6 +21,8 @@ def archetype_names(k: int) -> list[str]:
 
 
 class DeepAAAnalysis(ModelAnalysis):
+    code_kind = "an archetype (a0..)"
+
     def check_options(self, options) -> None:
         if options.k < 2:
             raise ArchetoolError(f"--k {options.k}: deep archetypal analysis needs at least 2 archetypes (k >= 2)")
@@ -56,6 +56,13 @@ class DeepAAAnalysis(ModelAnalysis):
         return out
 
     # --- decoding -----------------------------------------------------------------------------
+    def codes(self, model) -> np.ndarray:
+        """The archetypes' latent points (k, k - 1): the simplex vertices."""
+        return model.module.Z.cpu().numpy()
+
+    def code_names(self, model) -> list[str]:
+        return archetype_names(model.module.n_archetypes)
+
     def decode_table(self, model, latent: np.ndarray) -> pd.DataFrame:
         """Latent points (m, d) -> predicted side values ``pred_<side>`` and decoded features (original units)."""
         module = model.module
@@ -69,7 +76,7 @@ class DeepAAAnalysis(ModelAnalysis):
 
     def weights_of(self, model, latent: np.ndarray) -> np.ndarray:
         """Barycentric coordinates of latent points w.r.t. the simplex vertices (rows sum to 1)."""
-        Z = model.module.Z.cpu().numpy()
+        Z = self.codes(model)
         k = Z.shape[0]
         lhs = np.vstack([Z.T, np.ones((1, k))])  # (d+1, k), square and invertible for a simplex
         rhs = np.vstack([np.asarray(latent).T, np.ones((1, len(latent)))])
@@ -85,9 +92,8 @@ class DeepAAAnalysis(ModelAnalysis):
         module, prep = model.module, model.prep
         k = module.n_archetypes
         names = archetype_names(k)
-        Z = module.Z.cpu().numpy()
-        table = self.decode_table(model, Z)
-        table.insert(0, "archetype", names)
+        Z = self.codes(model)
+        table = self.points_table(model, pd.DataFrame({"archetype": names}), Z)
         written = [write_table(table, out_dir / "archetypes.csv")]
 
         weights = rows[names].to_numpy()
@@ -134,46 +140,23 @@ class DeepAAAnalysis(ModelAnalysis):
         if label is not None:
             raise ArchetoolError("--label applies to class-conditioned models (nvae, svqvae); deepaa samples from the Dirichlet prior")
         weights, latent = (v.cpu().numpy() for v in model.module.sample_latent(n, temperature))
-        table = self.decode_table(model, latent)
         front = pd.DataFrame({"sample": np.arange(n)} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        parts = [front, table]
-        if rows is not None and "smiles" in rows.columns:
-            parts.insert(1, nearest_rows(model, rows, latent, n=3))
-        return pd.concat(parts, axis=1)
-
-    def endpoint(self, model, spec: str, rows: pd.DataFrame | None) -> np.ndarray:
-        names = archetype_names(model.module.n_archetypes)
-        if spec in names:
-            return model.module.Z.cpu().numpy()[names.index(spec)]
-        if rows is not None:
-            i = find_row(model, rows, spec)
-            if i is not None:
-                return latent_matrix(rows, model.module.latent_dim)[i]
-        choices = names + (rows[id_column(model)].astype(str).head(5).tolist() if rows is not None else [])
-        raise unknown_endpoint(spec, "an archetype (a0..) nor a sample id of the data", choices)
+        return self.points_table(model, front, latent, rows, n_nearest=3)
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)
         weights = self.weights_of(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        parts = [front]
-        if rows is not None and "smiles" in rows.columns:
-            parts.append(nearest_rows(model, rows, latent, n=1))
-        parts.append(self.decode_table(model, latent))
-        return pd.concat(parts, axis=1)
+        return self.points_table(model, front, latent, rows)
 
     def grid(self, model, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Decode every point of a barycentric grid over the simplex (weights in multiples of 1/steps)."""
         from archetool.models.simplex import barycentric_grid
 
         weights = barycentric_grid(model.module.n_archetypes, steps).numpy()
-        latent = weights @ model.module.Z.cpu().numpy()
+        latent = weights @ self.codes(model)
         front = pd.DataFrame({"point": np.arange(len(weights))} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        parts = [front]
-        if rows is not None and "smiles" in rows.columns:
-            parts.append(nearest_rows(model, rows, latent, n=1))
-        parts.append(self.decode_table(model, latent))
-        return pd.concat(parts, axis=1)
+        return self.points_table(model, front, latent, rows)
 
 
 def sweep_k(options, ks: list[int], out_dir: Path) -> pd.DataFrame:

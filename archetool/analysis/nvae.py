@@ -15,9 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import (
-    ModelAnalysis, check_class_model_options, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
-)
+from archetool.analysis.base import ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
 
 log = logging.getLogger("archetool")
@@ -155,13 +153,6 @@ class NVAEAnalysis(ModelAnalysis):
                 "pred_prob": np.asarray(outputs["prob"], dtype=np.float32)}
 
     # --- helpers ------------------------------------------------------------------------------
-    def classes(self, model) -> list[str]:
-        return [str(c) for c in model.prep.classes]
-
-    def class_index(self, model, label) -> int | None:
-        classes = self.classes(model)
-        return classes.index(str(label)) if str(label) in classes else None
-
     def codes(self, model) -> np.ndarray:
         """Global class codes (K, d): z_c = the class mean m_y, z_s = 0."""
         module = model.module
@@ -178,6 +169,7 @@ class NVAEAnalysis(ModelAnalysis):
         return x.cpu().numpy()
 
     def decode_table(self, model, latent: np.ndarray, labels: np.ndarray | None = None) -> pd.DataFrame:
+        """Latent points (m, d) [+ class ids (m,)] -> decoded features in original units under the input's names."""
         return model.decode_features(self.decode_latent(model, latent, labels))
 
     def nearest_class(self, model, latent: np.ndarray) -> np.ndarray:
@@ -274,8 +266,8 @@ class NVAEAnalysis(ModelAnalysis):
             hits = rows["pred_label"].astype(str).to_numpy() == rows[label].astype(str).to_numpy()
             table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any() else np.nan
                                      for k in range(K)]
-        prototypes = self.decode_latent(model, codes, class_ids)
-        table = pd.concat([table, pd.DataFrame(codes, columns=zcols), model.decode_features(prototypes)], axis=1)
+        table = self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
+                                  labels=class_ids)
         written = [write_table(table, out_dir / "archetypes.csv")]
 
         # exemplars: rows of each class nearest its code (m_y, 0)
@@ -314,6 +306,7 @@ class NVAEAnalysis(ModelAnalysis):
                         block, out_dir / f"traversal_{col}.png", classes, [f"{v:+.1f}" for v in TRAVERSAL_VALUES],
                         f"nvae: shared dimension {col} (z_s{j}, KL {kl['kl'].iloc[module.class_dim + j]:.2f}) for every class"))
         if side is not None:
+            prototypes = self.decode_latent(model, codes, class_ids)
             gen = torch.Generator().manual_seed(0)
             with torch.no_grad():
                 lab = torch.arange(K).repeat_interleave(PICTURE_SAMPLES).to(model.device)
@@ -383,24 +376,8 @@ class NVAEAnalysis(ModelAnalysis):
         with torch.no_grad():
             z, lab = module.sample_latent(n, labels, float(temperature))
         latent, cls = z.cpu().numpy(), lab.cpu().numpy()
-        x = self.decode_latent(model, latent, cls)
         front = pd.DataFrame({"sample": np.arange(n), self.label_column(model): np.asarray(classes, dtype=object)[cls]})
-        parts = [front]
-        if rows is not None and "smiles" in rows.columns:
-            parts.append(nearest_rows(model, rows, latent, n=3))
-        parts.append(model.decode_features(x))
-        return pd.concat(parts, axis=1)
-
-    def endpoint(self, model, spec: str, rows: pd.DataFrame | None) -> np.ndarray:
-        k = self.class_index(model, spec)
-        if k is not None:
-            return self.codes(model)[k]
-        if rows is not None:
-            i = find_row(model, rows, spec)
-            if i is not None:
-                return latent_matrix(rows, model.module.latent_dim)[i]
-        choices = self.classes(model) + (rows[id_column(model)].astype(str).head(5).tolist() if rows is not None else [])
-        raise unknown_endpoint(spec, "a class label nor a sample id of the data", choices)
+        return self.points_table(model, front, latent, rows, n_nearest=3, labels=cls)
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Straight line in latent space between two classes (their codes) or sample embeddings; each point's
@@ -409,8 +386,4 @@ class NVAEAnalysis(ModelAnalysis):
         cls = self.nearest_class(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t,
                               self.label_column(model): np.asarray(self.classes(model), dtype=object)[cls]})
-        parts = [front]
-        if rows is not None and "smiles" in rows.columns:
-            parts.append(nearest_rows(model, rows, latent, n=1))
-        parts.append(self.decode_table(model, latent, cls))
-        return pd.concat(parts, axis=1)
+        return self.points_table(model, front, latent, rows, labels=cls)

@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import (
-    ModelAnalysis, check_class_model_options, find_row, id_column, latent_matrix, line_between, nearest_rows, unknown_endpoint,
-)
+from archetool.analysis.base import ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
 
 log = logging.getLogger("archetool")
@@ -97,6 +95,7 @@ class SVQVAEAnalysis(ModelAnalysis):
 
     # --- helpers ------------------------------------------------------------------------------
     def codes(self, model) -> np.ndarray:
+        """The class codes (K, D)."""
         return model.module.codes().cpu().numpy()
 
     def decode_table(self, model, latent: np.ndarray) -> pd.DataFrame:
@@ -105,10 +104,6 @@ class SVQVAEAnalysis(ModelAnalysis):
             t = torch.from_numpy(np.asarray(latent, np.float32)).to(model.device)
             x = model.module.decode(t).cpu().numpy()
         return model.decode_features(x)
-
-    def class_index(self, model, label: str) -> int | None:
-        classes = [str(c) for c in model.prep.classes]
-        return classes.index(str(label)) if str(label) in classes else None
 
     def _nearest_code(self, model, latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(class names (m,), Euclidean distances (m,)) of the nearest code to each latent point."""
@@ -146,7 +141,7 @@ class SVQVAEAnalysis(ModelAnalysis):
 
         prep = model.prep
         label = self.label_column(model)
-        classes = [str(c) for c in prep.classes]
+        classes = self.classes(model)
         codes = self.codes(model)
         K, D = codes.shape
         features = set(prep.feature_names)
@@ -162,7 +157,7 @@ class SVQVAEAnalysis(ModelAnalysis):
                 hits = val["pred_label"].astype(str).to_numpy() == val[label].astype(str).to_numpy()
                 truth = val[label].astype(str).to_numpy()
                 table["val_accuracy"] = [float(hits[truth == c].mean()) if (truth == c).any() else np.nan for c in classes]
-        table = pd.concat([table, pd.DataFrame(codes, columns=zcols), self.decode_table(model, codes)], axis=1)
+        table = self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes)
         written = [write_table(table, out_dir / "archetypes.csv")]
 
         dist, corr = code_distances(codes), code_correlations(codes)
@@ -202,7 +197,7 @@ class SVQVAEAnalysis(ModelAnalysis):
     def exemplars(self, model, rows: pd.DataFrame, codes: np.ndarray, n: int) -> pd.DataFrame:
         """The ``n`` real rows nearest each class code (any label), with their own label and prediction."""
         label = self.label_column(model)
-        classes = [str(c) for c in model.prep.classes]
+        classes = self.classes(model)
         z = latent_matrix(rows, codes.shape[1])
         dist = code_distances_to(codes, z)  # (K, n_rows)
         m = min(n, z.shape[0])
@@ -229,7 +224,7 @@ class SVQVAEAnalysis(ModelAnalysis):
         """Decode class codes plus Gaussian noise: z = e_y + temperature * s_y * eps (s_y: the class's
         measured spread of embeddings around its code). Without --label, classes are drawn in
         proportion to their training frequency (uniformly when unknown)."""
-        classes = [str(c) for c in model.prep.classes]
+        classes = self.classes(model)
         codes = self.codes(model)
         K, D = codes.shape
         col = self.label_column(model)
@@ -253,22 +248,7 @@ class SVQVAEAnalysis(ModelAnalysis):
         nearest_cls, nearest_d = self._nearest_code(model, latent)
         front["nearest_code"] = nearest_cls
         front["code_distance"] = nearest_d
-        parts = [front]
-        if rows is not None and "smiles" in rows.columns:
-            parts.append(nearest_rows(model, rows, latent, n=3))
-        parts.append(self.decode_table(model, latent))
-        return pd.concat(parts, axis=1)
-
-    def endpoint(self, model, spec: str, rows: pd.DataFrame | None) -> np.ndarray:
-        k = self.class_index(model, spec)
-        if k is not None:
-            return self.codes(model)[k]
-        if rows is not None:
-            i = find_row(model, rows, spec)
-            if i is not None:
-                return latent_matrix(rows, model.module.latent_dim)[i]
-        choices = [str(c) for c in model.prep.classes] + (rows[id_column(model)].astype(str).head(5).tolist() if rows is not None else [])
-        raise unknown_endpoint(spec, "a class label nor a sample id of the data", choices)
+        return self.points_table(model, front, latent, rows, n_nearest=3)
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Straight line in code space between two classes (or sample embeddings); each point's nearest
@@ -277,11 +257,7 @@ class SVQVAEAnalysis(ModelAnalysis):
         nearest_cls, nearest_d = self._nearest_code(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t, self.label_column(model): nearest_cls,
                               "code_distance": nearest_d})
-        parts = [front]
-        if rows is not None and "smiles" in rows.columns:
-            parts.append(nearest_rows(model, rows, latent, n=1))
-        parts.append(self.decode_table(model, latent))
-        return pd.concat(parts, axis=1)
+        return self.points_table(model, front, latent, rows)
 
 
 def code_distances_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
