@@ -21,7 +21,9 @@ class FitOptions:
 
     model options: k (deepaa archetypes), latent_dim (deepaa: must be k-1; nvae: class latent size;
     svqvae: code size), shared_dim (nvae), hidden (layer widths), model_options (any other
-    hyper-parameter of the model class, e.g. {"prior": "dirichlet"}).
+    hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
+    epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
+    restarts: models trained from different initialisations; the lowest validation loss is kept.
     """
 
     data: str
@@ -37,6 +39,8 @@ class FitOptions:
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
+    restarts: int = 1
+    final_lr_fraction: float | None = None
     val_fraction: float = 0.1
     patience: int = 15
     seed: int = 0
@@ -69,12 +73,10 @@ def fit(options: FitOptions):
     from archetool.analysis import adapter
     from archetool.data.prepare import load_training_data
     from archetool.data.source import ReadOptions
-    from archetool.model import CHECKPOINT, FORMAT, ArchetoolModel
-    from archetool.models import MODEL_REGISTRY, build_model
-    from archetool.progress import EpochReporter
+    from archetool.model import FORMAT, ArchetoolModel
+    from archetool.models import MODEL_REGISTRY
     from archetool.training.device import resolve_device
     from archetool.training.distributed import barrier, init_distributed
-    from archetool.training.loop import TrainConfig, train
 
     if options.model not in MODEL_REGISTRY:
         raise ArchetoolError(f"--model {options.model!r} is unknown; choose one of {', '.join(MODEL_REGISTRY)}")
@@ -102,35 +104,9 @@ def fit(options: FitOptions):
         log.warning("%s: %d of %d SMILES could not be parsed and were skipped; rows and SMILES written to %s",
                     options.data, len(data.rejects), len(data.rejects) + len(data.ids), rejects_path)
     hparams = model_adapter.hparams(options, prep, data)
-    torch.manual_seed(options.seed)
-    try:
-        module = build_model(options.model, **hparams)
-    except ValueError as err:
-        raise ArchetoolError(f"--model {options.model}: {err}") from None
-    config = TrainConfig(epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
-                         val_fraction=options.val_fraction, patience=options.patience, seed=options.seed)
-    arrays = {"x": data.x}
-    if "side" in module.needs and data.side is not None:
-        arrays["side"] = data.side
-    if "label" in module.needs:
-        arrays["label"] = data.label
-    checkpoint = out / CHECKPOINT
-    if options.resume and not checkpoint.exists():
-        log.warning("--resume: no checkpoint at %s; starting from scratch", checkpoint)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    start = 0
-    if options.resume and checkpoint.exists():
-        start = _checkpoint_epoch(checkpoint)
-    with EpochReporter(options.epochs, enabled=dist_info.is_main, bar=options.progress_bar, start=start) as reporter:
-        try:
-            result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
-                           resume=options.resume, on_epoch_end=reporter)
-        except RuntimeError as err:
-            if "size mismatch" in str(err) or "Missing key" in str(err):
-                raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
-                                     "use the same options as the interrupted run, or drop --resume") from None
-            raise
+    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
     split[result.val_index] = "val"
@@ -147,9 +123,12 @@ def fit(options: FitOptions):
     summary = {"rows": int(len(data.ids)), "train_rows": int(len(result.train_index)), "val_rows": int(len(result.val_index)),
                "rejected_smiles": int(len(data.rejects)), "epochs_run": len(result.history), "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - tic, 2)}
+    if len(restarts) > 1:
+        summary["restarts"] = restarts
+        summary["restart_kept"] = result.restart + 1
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
-        "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": hparams,
+        "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
         "train": config.to_dict(), "seed": options.seed, "data": str(options.data), "device": str(device),
         "world_size": dist_info.world_size, "options": {k: v for k, v in asdict(options).items() if k != "progress_bar"},
         "summary": summary,
@@ -160,6 +139,64 @@ def fit(options: FitOptions):
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items() if k.startswith("val_")))
     barrier()
     return model
+
+
+def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path):
+    """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
+    validation split and batch order), and keep the lowest best-validation loss.
+
+    Returns (module, TrainResult, TrainConfig, per-restart summaries) of the kept restart. Restart r checkpoints to ``checkpoint.pt``
+    (r = 0) or ``checkpoint-r<r>.pt``; with ``--resume`` finished restarts are read back, not rerun.
+    """
+    import torch
+
+    from archetool.model import CHECKPOINT
+    from archetool.models import build_model
+    from archetool.progress import EpochReporter
+    from archetool.training.loop import TrainConfig, train
+
+    n_restarts = max(1, int(options.restarts))
+    checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
+    if options.resume and not checkpoints[0].exists():
+        log.warning("--resume: no checkpoint at %s; starting from scratch", checkpoints[0])
+    done = sum(_checkpoint_epoch(c) for c in checkpoints if c.exists()) if options.resume else 0
+    best, summaries = None, []
+    with EpochReporter(options.epochs, enabled=dist_info.is_main, bar=options.progress_bar, start=done,
+                       restarts=n_restarts) as reporter:
+        for r, checkpoint in enumerate(checkpoints):
+            torch.manual_seed(options.seed + r)
+            try:
+                module = build_model(options.model, **hparams)
+            except ValueError as err:
+                raise ArchetoolError(f"--model {options.model}: {err}") from None
+            config = TrainConfig(
+                epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, val_fraction=options.val_fraction,
+                patience=options.patience, seed=options.seed,
+                final_lr_fraction=module.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
+            )
+            arrays = {"x": data.x}
+            if "side" in module.needs and data.side is not None:
+                arrays["side"] = data.side
+            if "label" in module.needs:
+                arrays["label"] = data.label
+            on_epoch_end = reporter if n_restarts == 1 else (lambda record, r=r: reporter({**record, "restart": r + 1}))
+            try:
+                result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
+                               resume=options.resume, on_epoch_end=on_epoch_end)
+            except RuntimeError as err:
+                if "size mismatch" in str(err) or "Missing key" in str(err):
+                    raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
+                                         "use the same options as the interrupted run, or drop --resume") from None
+                raise
+            result.restart = r
+            summaries.append({"restart": r + 1, "init_seed": options.seed + r, "best_val_loss": result.best_val,
+                              "best_epoch": result.best_epoch, "epochs_run": len(result.history)})
+            if n_restarts > 1:
+                log.info("restart %d/%d: best validation loss %.5g at epoch %d", r + 1, n_restarts, result.best_val,
+                         result.best_epoch)
+            if best is None or result.best_val < best[1].best_val:
+                best = (module, result, config)
+    return (*best, summaries)
 
 
 def _checkpoint_epoch(path: Path) -> int:

@@ -100,7 +100,7 @@ class ArchetoolModel:
         prep_dict = _read_json(directory / PREPROCESSING)
         try:
             prep = Preprocessing.from_dict(prep_dict)
-            module = model_class(kind)(**hparams)
+            module = model_class(kind).from_hparams(hparams)
         except (TypeError, ValueError, KeyError) as err:
             raise ModelDirError(f"{directory}: invalid configuration ({err}); the model directory is corrupt or from another version") from None
         if len(prep.feature_names) != module.n_features:

@@ -10,8 +10,9 @@ log = logging.getLogger("archetool")
 SHOWN = ("train_loss", "val_loss", "val_side_mse", "val_accuracy", "beta")
 
 
-def format_record(record: dict, total: int) -> str:
-    parts = [f"epoch {record['epoch']}/{total}"]
+def format_record(record: dict, total: int, restarts: int = 1) -> str:
+    parts = [f"restart {record['restart']}/{restarts}"] if "restart" in record else []
+    parts.append(f"epoch {record['epoch']}/{total}")
     for key in SHOWN:
         if key in record:
             parts.append(f"{key}={record[key]:.4g}")
@@ -23,10 +24,12 @@ class EpochReporter:
     """Callable ``reporter(record)`` after each epoch; use as a context manager.
 
     enabled=False silences it (non-zero DDP ranks); ``bar=None`` picks a bar only when stderr is a TTY.
+    ``total`` epochs per restart; with ``restarts`` > 1 records carry ``"restart"`` (1-based) and the bar
+    runs over all restarts' epochs. ``start``: epochs already done (resume).
     """
 
-    def __init__(self, total: int, enabled: bool = True, bar: bool | None = None, start: int = 0):
-        self.total, self.enabled = total, enabled
+    def __init__(self, total: int, enabled: bool = True, bar: bool | None = None, start: int = 0, restarts: int = 1):
+        self.total, self.enabled, self.restarts = total, enabled, restarts
         self.use_bar = enabled and (sys.stderr.isatty() if bar is None else bar)
         self.start = start
         self._progress = None
@@ -42,7 +45,7 @@ class EpochReporter:
                 TextColumn("{task.fields[stats]}"), console=Console(stderr=True), transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("fit", total=self.total, completed=self.start, stats="")
+            self._task = self._progress.add_task("fit", total=self.total * self.restarts, completed=self.start, stats="")
         return self
 
     def __call__(self, record: dict) -> None:
@@ -50,9 +53,10 @@ class EpochReporter:
             return
         if self._progress is not None:
             stats = " ".join(f"{k}={record[k]:.4g}" for k in SHOWN if k in record)
-            self._progress.update(self._task, completed=record["epoch"], stats=stats)
+            done = (record.get("restart", 1) - 1) * self.total + record["epoch"]
+            self._progress.update(self._task, completed=done, stats=stats)
         else:
-            log.info(format_record(record, self.total))
+            log.info(format_record(record, self.total, self.restarts))
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:

@@ -41,6 +41,9 @@ Measures
 
 Run (2 cores):  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deepaa_recovery.py
                 (~7-10 min on a shared 2-core machine; deepaa trains with one torch thread, see --threads)
+Restarts:       ... deepaa_recovery.py --restarts 3 --name deepaa_recovery_restarts3
+Reference head: ... deepaa_recovery.py --deepaa-options '{"weights_activation": "softmax", "likelihood_variance": "learned"}'
+                    --final-lr-fraction 1 --name deepaa_recovery_reference   (softmax A, learned variance, constant lr)
 Other settings: --deepaa-options '{"prior": "dirichlet"}' --name deepaa_recovery_prior_dirichlet
 Smoke mode:     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deepaa_recovery.py --quick
 Needs the bench extra (``pip install -e .[bench]``: the ``archetypes`` package).
@@ -62,6 +65,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import mean_sd  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_INIT = 1  # furthest_sum init; n_init=3 gave identical errors on seed 0 of all four settings at 3x the time
@@ -166,11 +172,6 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-def ms(values) -> str:
-    values = np.asarray(values, float)
-    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke mode: k=3, one seed, n=1000, 30 epochs")
@@ -179,6 +180,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=None, help="deepaa epochs (default: archetool's default)")
+    ap.add_argument("--restarts", type=int, default=1, help="archetool fit --restarts (initialisations; lowest validation loss kept)")
+    ap.add_argument("--final-lr-fraction", type=float, default=None, help="archetool fit --final-lr-fraction (default: the model's)")
     ap.add_argument("--deepaa-options", default="{}", help='JSON of DeepAA hyper-parameters, e.g. \'{"archetype_weight": 10}\'')
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads for deepaa (default 1: these models are tiny, and on a shared 2-core "
@@ -191,6 +194,9 @@ def main(argv=None) -> int:
     fit_kw = {} if args.epochs is None else {"epochs": args.epochs}
     if args.quick:
         ks, seeds, n, fit_kw = [3], 1, 1000, {"epochs": 30}
+    fit_kw["restarts"] = args.restarts
+    if args.final_lr_fraction is not None:
+        fit_kw["final_lr_fraction"] = args.final_lr_fraction
     options = json.loads(args.deepaa_options)
 
     import logging
@@ -220,8 +226,7 @@ def main(argv=None) -> int:
     df = pd.DataFrame(records)
 
     lines = [f"n = {n} training rows (+{N_TEST} held-out), p = {P}, Dirichlet alpha = {ALPHA}, noise |e| ≈ {NOISE} × "
-             f"data spread, {seeds} seed(s); deepaa options: {options or 'defaults'}"
-             + (f", fit {fit_kw}" if fit_kw else "") + "; mean ± sd over seeds.", "",
+             f"data spread, {seeds} seed(s); deepaa options: {options or 'defaults'}, fit {fit_kw}; mean ± sd over seeds.", "",
              "| data | k | linear R² of map | deepaa error | linear AA error | nearest-sample error | deepaa / AA | target | met | "
              "vertices found deepaa / AA | "
              "deepaa side R² (held-out) | oracle R² | deepaa s | AA s |",
@@ -229,9 +234,9 @@ def main(argv=None) -> int:
     for (kind, k), g in df.groupby(["kind", "k"], sort=False):
         ratio = g.deepaa_err.mean() / g.aa_err.mean()
         target = 0.5 if kind == "warped" else 1.5
-        lines.append(f"| {kind} | {k} | {g.lin_r2.mean():.2f} | {ms(g.deepaa_err)} | {ms(g.aa_err)} | {ms(g.nearest_err)} | "
+        lines.append(f"| {kind} | {k} | {g.lin_r2.mean():.2f} | {mean_sd(g.deepaa_err)} | {mean_sd(g.aa_err)} | {mean_sd(g.nearest_err)} | "
                      f"{ratio:.2f} | ≤ {target} | {'yes' if ratio <= target else 'NO'} | "
-                     f"{g.deepaa_found.sum()}/{k * len(g)} · {g.aa_found.sum()}/{k * len(g)} | {ms(g.deepaa_r2)} | "
+                     f"{g.deepaa_found.sum()}/{k * len(g)} · {g.aa_found.sum()}/{k * len(g)} | {mean_sd(g.deepaa_r2)} | "
                      f"{g.oracle_r2.mean():.3f} | {g.deepaa_s.mean():.0f} | {g.aa_s.mean():.0f} |")
     lines += ["", f"Error = mean distance between matched archetypes and true vertices / mean distance of the data to its "
               f"centroid. A vertex is *found* when its matched archetype is within {FOUND} of it.",

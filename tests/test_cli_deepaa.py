@@ -197,3 +197,29 @@ def test_dirichlet_prior_end_to_end(tmp_path, table_csv):
     samples = tmp_path / "s.csv"
     assert run_cli("sample", out, "--n", "5", "--out", samples).exit_code == 0
     np.testing.assert_allclose(pd.read_csv(samples)[["a0", "a1", "a2", "a3"]].sum(1), 1.0, atol=1e-5)
+
+
+def test_restarts_keep_the_lowest_validation_loss_and_resume_without_retraining(tmp_path, table_csv):
+    out = tmp_path / "r"
+    result = run_cli("fit", table_csv, "--side", "y", "--k", "3", "--restarts", "3", "--out", out, *FAST_FIT)
+    assert result.exit_code == 0, result.output
+    assert "restart 2/3 epoch 1/4" in result.stderr  # plain log lines say which restart runs
+    summary = json.loads((out / "config.json").read_text())["summary"]
+    runs = summary["restarts"]
+    assert [r["init_seed"] for r in runs] == [0, 1, 2]
+    losses = [r["best_val_loss"] for r in runs]
+    assert len(set(losses)) == 3  # different initialisations really differ
+    assert summary["restart_kept"] == 1 + int(np.argmin(losses))
+    kept_history = pd.read_csv(out / "history.csv")
+    assert kept_history["val_loss"][kept_history["epoch"] == runs[summary["restart_kept"] - 1]["best_epoch"]].item() == pytest.approx(min(losses))
+    assert all((out / name).exists() for name in ("checkpoint.pt", "checkpoint-r1.pt", "checkpoint-r2.pt"))
+    weights = (out / "weights.pt").read_bytes()
+    again = run_cli("fit", table_csv, "--side", "y", "--k", "3", "--restarts", "3", "--out", out, "--resume", *FAST_FIT)
+    assert again.exit_code == 0, again.output
+    assert " epoch 1/4" not in again.stderr  # every restart had finished: nothing is trained again
+    assert json.loads((out / "config.json").read_text())["summary"]["restart_kept"] == summary["restart_kept"]
+    import torch
+
+    old = torch.load(__import__("io").BytesIO(weights), weights_only=True)
+    new = torch.load(out / "weights.pt", weights_only=True)
+    assert all(torch.equal(old[key], new[key]) for key in old)

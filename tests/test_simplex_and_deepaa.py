@@ -35,10 +35,10 @@ def test_barycentric_grid_rows_are_convex_weights(k, steps):
 
 
 @settings(deadline=None, max_examples=20)
-@given(st.integers(2, 6), st.integers(2, 40), st.integers(0, 10_000))
-def test_mixture_weights_sum_to_one(k, n, seed):
+@given(st.integers(2, 6), st.integers(2, 40), st.integers(0, 10_000), st.sampled_from(["sparsemax", "softmax"]))
+def test_mixture_weights_sum_to_one(k, n, seed, activation):
     torch.manual_seed(seed)
-    model = DeepAA(n_features=7, n_archetypes=k, n_side=1, hidden=(16,))
+    model = DeepAA(n_features=7, n_archetypes=k, n_side=1, hidden=(16,), weights_activation=activation)
     enc = model.encode(torch.randn(n, 7) * 5)
     assert torch.allclose(enc["A"].sum(1), torch.ones(n), atol=1e-5)  # each sample: convex mix of archetypes
     assert torch.allclose(enc["B"].sum(1), torch.ones(k), atol=1e-5)  # each archetype: convex mix of the batch
@@ -136,3 +136,35 @@ def test_hparams_rebuild_the_same_module():
     clone.load_state_dict(model.state_dict())
     x = (torch.rand(4, 9) > 0.5).float()
     assert torch.allclose(model.embed(x)["z"], clone.embed(x)["z"])
+
+
+def test_sparsemax_weights_reach_a_vertex_exactly_softmax_only_approaches_it():
+    logits = torch.tensor([[4.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
+    for activation, exact in (("sparsemax", True), ("softmax", False)):
+        model = DeepAA(n_features=3, n_archetypes=3, hidden=(3,), weights_activation=activation)
+        with torch.no_grad():  # route the logits straight through the A head
+            model.encoder = torch.nn.Identity()
+            model.weights_head = torch.nn.Linear(3, 3)
+            model.weights_head.weight.copy_(torch.eye(3))
+            model.weights_head.bias.zero_()
+        weights = model.encode(logits)["A"]
+        assert torch.allclose(weights.sum(1), torch.ones(2))
+        assert (float(weights[0, 0]) == 1.0) is exact  # a finite logit gap puts sparsemax on the vertex
+        assert (weights[1] > 0).all()  # close logits: an interior mixture either way
+
+
+def test_unknown_weights_activation_is_refused():
+    with pytest.raises(ValueError, match="weights_activation"):
+        DeepAA(n_features=3, n_archetypes=3, weights_activation="relu")
+
+
+def test_configs_saved_before_an_option_existed_rebuild_what_they_were_trained_with():
+    old = DeepAA(n_features=6, n_archetypes=3, hidden=[8], weights_activation="softmax", likelihood_variance="learned")
+    hparams = old.hparams()
+    del hparams["weights_activation"], hparams["likelihood_variance"]  # a config.json from before they existed
+    rebuilt = DeepAA.from_hparams(hparams)
+    assert rebuilt.weights_activation == "softmax" and rebuilt.likelihood_variance == "learned"
+    rebuilt.load_state_dict(old.state_dict())
+    x = torch.randn(5, 6)
+    assert torch.allclose(old.embed(x)["weights"], rebuilt.embed(x)["weights"])
+    assert DeepAA.from_hparams(DeepAA(n_features=6, n_archetypes=3).hparams()).weights_activation == "sparsemax"

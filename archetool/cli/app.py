@@ -105,6 +105,9 @@ def fit(
     epochs: int = typer.Option(100, "--epochs", min=1),
     batch_size: int = typer.Option(128, "--batch-size", min=2),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
+    final_lr: Optional[float] = typer.Option(None, "--final-lr-fraction", min=0.0, max=1.0,
+                                             help="Last epoch's learning rate / --lr, cosine decay (default: the model's; deepaa 0.01, others 1 = constant)."),
+    restarts: int = typer.Option(1, "--restarts", min=1, help="Train this many initialisations (seed, seed+1, ...) and keep the lowest validation loss."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9, help="Held-out fraction for validation and early stopping."),
     patience: int = typer.Option(15, "--patience", min=0, help="Stop after this many epochs without validation improvement (0 = never)."),
     seed: int = typer.Option(0, "--seed"),
@@ -136,7 +139,7 @@ def fit(
     options = FitOptions(
         data=str(data), model=model, side=list(side), label=label, labels_file=str(labels) if labels else None,
         out=str(out) if out else None, k=ks[0], latent_dim=latent_dim, shared_dim=shared_dim, hidden=hidden_widths,
-        epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, patience=patience, seed=seed,
+        epochs=epochs, batch_size=batch_size, lr=lr, final_lr_fraction=final_lr, restarts=restarts, val_fraction=val_fraction, patience=patience, seed=seed,
         device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer,
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,

@@ -29,16 +29,26 @@ class ArchetoolModule(nn.Module):
     kind: ClassVar[str] = ""
     #: batch keys the model needs besides "x" ("side", "label")
     needs: ClassVar[tuple[str, ...]] = ()
+    #: values of hyper-parameters added after models were first saved: what a saved config that lacks
+    #: the key was trained with (the constructor's default may have changed since)
+    saved_defaults: ClassVar[dict] = {}
+    #: learning rate at the last epoch as a fraction of ``lr`` (cosine decay; 1.0 = constant)
+    final_lr_fraction: ClassVar[float] = 1.0
 
-    def __init__(self, n_features: int, likelihood: str = "gaussian"):
+    def __init__(self, n_features: int, likelihood: str = "gaussian", likelihood_variance: str = "learned"):
         super().__init__()
         self.n_features = int(n_features)
-        self.likelihood = make_likelihood(likelihood, self.n_features)
+        self.likelihood = make_likelihood(likelihood, self.n_features, likelihood_variance)
 
     # --- construction -------------------------------------------------------------------------
     def hparams(self) -> dict:
         """JSON-able keyword arguments that rebuild this module with ``type(self)(**hparams)``."""
         raise NotImplementedError
+
+    @classmethod
+    def from_hparams(cls, hparams: dict) -> "ArchetoolModule":
+        """Rebuild a saved module: ``hparams`` from its config, with :attr:`saved_defaults` for missing keys."""
+        return cls(**{**cls.saved_defaults, **hparams})
 
     # --- training -----------------------------------------------------------------------------
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -13,17 +13,43 @@ import torch.nn.functional as F
 from torch import nn
 
 
+VARIANCES = ("learned", "calibrated")
+LOG_VAR_MIN, LOG_VAR_MAX = -6.0, 6.0
+
+
 class GaussianLikelihood(nn.Module):
-    """N(x; out, sigma^2) with one learned log-variance per feature (features are standardised)."""
+    """N(x; out, sigma^2) with one log-variance per feature (features are standardised).
+
+    variance="learned":    log sigma^2 is a parameter trained by gradient like the weights. Adam moves it
+                           by about lr per step, so it lags far behind the residuals (1 -> 0.01 takes
+                           thousands of steps) and the reconstruction stays under-weighted meanwhile.
+    variance="calibrated": sigma^2 tracks the residuals: in training, each batch moves it toward the
+                           batch's per-feature mean squared error (exponential average, ``momentum``),
+                           without gradient -- the optimal-variance decoder of sigma-VAE (Rybkin et al.,
+                           2021), kept per feature. Stored as a buffer under the same key ``log_var``.
+    """
 
     name = "gaussian"
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, variance: str = "learned", momentum: float = 0.05):
         super().__init__()
-        self.log_var = nn.Parameter(torch.zeros(n_features))
+        if variance not in VARIANCES:
+            raise ValueError(f"unknown likelihood variance {variance!r}; choose one of {VARIANCES}")
+        self.variance, self.momentum = variance, float(momentum)
+        if variance == "learned":
+            self.log_var = nn.Parameter(torch.zeros(n_features))
+        else:
+            self.register_buffer("log_var", torch.zeros(n_features))
+
+    @torch.no_grad()
+    def _calibrate(self, out: torch.Tensor, x: torch.Tensor) -> None:
+        mse = (x - out).pow(2).mean(0).clamp_min(math.exp(LOG_VAR_MIN))  # (p,)
+        self.log_var.copy_(torch.lerp(self.log_var.exp(), mse, self.momentum).log())
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        log_var = self.log_var.clamp(-6.0, 6.0)
+        if self.variance == "calibrated" and self.training and torch.is_grad_enabled():
+            self._calibrate(out, x)
+        log_var = self.log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
         per_feature = 0.5 * ((x - out) ** 2 * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
         return per_feature.sum(-1)
 
@@ -52,14 +78,14 @@ class MixedLikelihood(nn.Module):
     Named ``"mixed:<n_binary>"``.
     """
 
-    def __init__(self, n_features: int, n_binary: int):
+    def __init__(self, n_features: int, n_binary: int, variance: str = "learned"):
         super().__init__()
         if not 0 < n_binary < n_features:
             raise ValueError(f"mixed likelihood needs 0 < n_binary < n_features, got {n_binary} of {n_features}")
         self.n_binary = n_binary
         self.name = f"mixed:{n_binary}"
         self.bits = BernoulliLikelihood(n_binary)
-        self.values = GaussianLikelihood(n_features - n_binary)
+        self.values = GaussianLikelihood(n_features - n_binary, variance)
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b = self.n_binary
@@ -70,14 +96,12 @@ class MixedLikelihood(nn.Module):
         return torch.cat([self.bits.mean(out[:, :b]), self.values.mean(out[:, b:])], dim=1)
 
 
-LIKELIHOODS = {"gaussian": GaussianLikelihood, "bernoulli": BernoulliLikelihood}
-
-
-def make_likelihood(name: str, n_features: int) -> nn.Module:
-    """"gaussian", "bernoulli" or "mixed:<n_binary>"."""
+def make_likelihood(name: str, n_features: int, variance: str = "learned") -> nn.Module:
+    """"gaussian", "bernoulli" or "mixed:<n_binary>"; ``variance`` is the Gaussian variance mode."""
     if name.startswith("mixed:"):
-        return MixedLikelihood(n_features, int(name.split(":", 1)[1]))
-    try:
-        return LIKELIHOODS[name](n_features)
-    except KeyError:
-        raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli or mixed:<n_binary>") from None
+        return MixedLikelihood(n_features, int(name.split(":", 1)[1]), variance)
+    if name == "gaussian":
+        return GaussianLikelihood(n_features, variance)
+    if name == "bernoulli":
+        return BernoulliLikelihood(n_features)
+    raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli or mixed:<n_binary>") from None

@@ -37,6 +37,12 @@ class TrainConfig:
     val_fraction: float = 0.1
     patience: int = 15
     seed: int = 0
+    final_lr_fraction: float = 1.0
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``: cosine decay from ``lr`` to ``lr * final_lr_fraction``."""
+        progress = epoch / max(1, self.epochs - 1)
+        return self.lr * (self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +52,8 @@ class TrainConfig:
 class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
+    best_val: float = math.inf
+    restart: int = 0
     stopped_early: bool = False
     train_index: np.ndarray | None = None
     val_index: np.ndarray | None = None
@@ -177,6 +185,8 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         tic = time.perf_counter()
         module.on_epoch_start(epoch, config.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(epoch)
         generator.manual_seed(config.seed * 100003 + epoch)
         perm = torch.randperm(n_train, generator=generator)
         if dist_info.enabled:  # DistributedSampler semantics: same permutation, one strided shard per rank
@@ -226,6 +236,7 @@ def train(
             result.stopped_early = True
             log.info("early stopping at epoch %d (best epoch %d)", epoch + 1, result.best_epoch)
             break
+    result.best_val = best_val
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
