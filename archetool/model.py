@@ -130,20 +130,26 @@ class ArchetoolModel:
         return model
 
     # --- inference ----------------------------------------------------------------------------
-    def transform(self, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
-        """Run ``module.embed`` on model-space rows x (n, p); returns numpy arrays keyed like ``embed``."""
+    def transform(self, x: np.ndarray, batch_size: int = 4096, pool=None) -> dict[str, np.ndarray]:
+        """Run ``module.embed`` on model-space rows x (n, p); returns numpy arrays keyed like ``embed``.
+
+        ``pool``: an executor (see :func:`archetool.threads.forward_pool`) that runs the batches in
+        parallel; the results are put together in row order either way.
+        """
         import torch
 
-        parts: dict[str, list[np.ndarray]] = {}
         device = self.device
-        with torch.inference_mode():
-            for start in range(0, len(x), batch_size):
+
+        def run(start: int) -> dict[str, np.ndarray]:
+            with torch.inference_mode():  # per thread
                 block = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-                for key, value in self.module.embed(block).items():
-                    parts.setdefault(key, []).append(value.detach().cpu().numpy())
+                return {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
+
+        starts = range(0, len(x), batch_size)
+        parts = list(pool.map(run, starts) if pool is not None else map(run, starts))
         if not parts:
             return {key: np.zeros((0,)) for key in ("z",)}
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def embedding_frame(self, ids: np.ndarray, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
         """The embedding table: the id column first, then z0..z{d-1}, then the model's own columns."""
@@ -156,12 +162,31 @@ class ArchetoolModel:
         columns.update(adapter(self.kind).embedding_columns(self, outputs))
         return pd.DataFrame(columns)
 
-    def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
-        """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat."""
-        for chunk in iter_inference_chunks(data, self.prep, batch_rows):
-            frame = self.embedding_frame(chunk.ids, self.transform(chunk.x, batch_size))
-            yield chunk, frame
-            del chunk, frame  # let the chunk go before the next one is read
+    def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096,
+                        threads: int | None = None, obs_columns: tuple[str, ...] | None = None,
+                        ) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
+        """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat.
+
+        The next chunk is read and scaled in a background thread while the model runs on this one, and
+        on the CPU the batches go to ``threads`` single-threaded workers (default: torch's thread count,
+        i.e. ``OMP_NUM_THREADS`` or the cores; see :mod:`archetool.threads`). ``obs_columns``: the
+        columns wanted in ``chunk.obs`` (None: all).
+        """
+        import torch
+
+        from archetool.threads import forward_pool, prefetch
+
+        workers = int(threads or torch.get_num_threads())
+        step = max(1, min(batch_size, -(-batch_rows // workers)))  # a batch per worker even in small (wide) chunks
+        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, obs_columns=obs_columns))
+        try:
+            with forward_pool(self.device, workers) as pool:
+                for chunk in chunks:
+                    frame = self.embedding_frame(chunk.ids, self.transform(chunk.x, step, pool))
+                    yield chunk, frame
+                    del chunk, frame  # at most this chunk and the one being read are alive
+        finally:
+            chunks.close()
 
     def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
         """Embed a whole file in memory and return the embedding table (Python API)."""

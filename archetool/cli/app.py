@@ -164,14 +164,15 @@ def embed(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="Model directory from 'archetool fit'."),
     data: Path = typer.Argument(..., help="Data to embed (any input format)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=".csv .tsv .parquet .npy .h5ad (default: CSV on stdout)."),
-    batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Rows per forward pass."),
+    batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Rows per forward pass."),
     chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time."),
     device: str = typer.Option("auto", "--device"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the forward passes (default: OMP_NUM_THREADS, else the cores)."),
 ) -> None:
     """Write per-sample embeddings (streamed: memory does not grow with the file)."""
     from archetool.embedding import embed_to
 
-    embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device)
+    embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads)
 
 
 @app.command()

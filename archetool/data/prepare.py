@@ -284,10 +284,14 @@ class InferenceChunk:
 
 
 def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int = 65536,
-                          read_options: ReadOptions | None = None) -> Iterator[InferenceChunk]:
-    """Featurise a new file chunk by chunk exactly as at fit time (genes matched by name)."""
+                          read_options: ReadOptions | None = None,
+                          obs_columns: tuple[str, ...] | None = None) -> Iterator[InferenceChunk]:
+    """Featurise a new file chunk by chunk exactly as at fit time (genes matched by name).
+
+    ``obs_columns``: the per-row columns wanted in ``chunk.obs`` (None: all; see ``ReadOptions``).
+    """
     path = Path(path)
-    options = read_options or ReadOptions(layer=prep.layer)
+    options = read_options or ReadOptions(layer=prep.layer, obs_columns=obs_columns)
     source = open_source(path, options)
     if source.kind != prep.source_kind and not (source.kind == "molecules" and prep.source_kind == "table"):
         raise InputError(f"{path}: holds {source.kind} data but the model was fitted on {prep.source_kind} data")

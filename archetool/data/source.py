@@ -69,11 +69,14 @@ class ReadOptions:
     layer:         h5ad layer to use instead of X
     id_column:     table column holding row ids (default: first of id/name/ID/Name... if present)
     smiles_column: table column holding SMILES (default: autodetected 'smiles'/'SMILES'/'canonical_smiles')
+    obs_columns:   the ``RawBatch.obs`` columns the caller needs (None: all); readers of large files
+                   (.gctx, .h5ad) leave the others out, e.g. ``embed`` needs none of the LINCS metadata
     """
 
     layer: str | None = None
     id_column: str | None = None
     smiles_column: str | None = None
+    obs_columns: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict)
 
 

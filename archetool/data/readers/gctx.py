@@ -60,7 +60,10 @@ def _to_str(values: np.ndarray) -> np.ndarray:
     """Decode a 1-D array of bytes / str / numbers to an object array of str."""
     values = np.asarray(values)
     if values.dtype.kind == "S":
-        return np.char.decode(values, "utf-8", errors="replace").astype(object)
+        try:
+            return values.astype(str).astype(object)  # ASCII (LINCS ids): ~10x faster than np.char.decode
+        except UnicodeDecodeError:
+            return np.char.decode(values, "utf-8", errors="replace").astype(object)
     if values.dtype.kind == "U":
         return values.astype(object)
     if values.dtype.kind == "O":
@@ -132,7 +135,7 @@ class GctxSource:
 
         self.path = Path(path)
         self.options = options or ReadOptions()
-        self._kinds: dict[str, str] | None = None
+        self._kinds: dict[str, str] = {}  # field -> 'keep', 'str', 'int64' or 'float64'
         self._ids: np.ndarray | None = None
         if self.path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst"):
             raise InputError(f"{self.path}: a compressed .gctx cannot be read; decompress it first "
@@ -204,22 +207,21 @@ class GctxSource:
         except OSError as err:
             raise InputError(f"{self.path}: not a valid .gctx (HDF5) file: {_first_line(err)}; {_FIX_GCTX}") from None
 
-    def _field_kinds(self, f) -> dict[str, str]:
+    def _field_kinds(self, f, columns: list[str]) -> dict[str, str]:
         """Decide once per text field whether it is numeric-looking (scanned block by block)."""
-        if self._kinds is None:
-            kinds = {}
-            for name in self.columns:
-                ds = f[f"{COL_META}/{name}"]
-                if ds.dtype.kind not in "SUO":
-                    kinds[name] = "keep"
-                    continue
-                kind = _FieldKind()
-                for start in range(0, self.n_rows, _SCAN_BLOCK):
-                    kind.update(_to_str(ds[start:start + _SCAN_BLOCK]))
-                    if not kind.numeric:
-                        break
-                kinds[name] = kind.target
-            self._kinds = kinds
+        for name in columns:
+            if name in self._kinds:
+                continue
+            ds = f[f"{COL_META}/{name}"]
+            if ds.dtype.kind not in "SUO":
+                self._kinds[name] = "keep"
+                continue
+            kind = _FieldKind()
+            for start in range(0, self.n_rows, _SCAN_BLOCK):
+                kind.update(_to_str(ds[start:start + _SCAN_BLOCK]))
+                if not kind.numeric:
+                    break
+            self._kinds[name] = kind.target
         return self._kinds
 
     @property
@@ -247,15 +249,18 @@ class GctxSource:
     # ----------------------------------------------------------------------------------- reading
 
     def _meta_block(self, f, start: int, stop: int) -> tuple[np.ndarray, pd.DataFrame]:
-        """Signature ids and converted column metadata of rows ``start:stop``."""
-        kinds = self._field_kinds(f)
+        """Signature ids and converted column metadata of rows ``start:stop`` (only the fields in
+        ``options.obs_columns`` when it is set: decoding them costs more than reading the profiles)."""
+        wanted = self.options.obs_columns
+        columns = self.columns if wanted is None else [c for c in self.columns if c in wanted]
+        kinds = self._field_kinds(f, columns)
         ids = _to_str(f[COL_IDS][start:stop])
         obs = {}
-        for name in self.columns:
+        for name in columns:
             values = f[f"{COL_META}/{name}"][start:stop]
             kind = kinds[name]
             obs[name] = values if kind == "keep" else _convert(_to_str(values), kind)
-        return ids, pd.DataFrame(obs, columns=self.columns, index=pd.RangeIndex(stop - start))
+        return ids, pd.DataFrame(obs, columns=columns, index=pd.RangeIndex(stop - start))
 
     def iter_batches(self, batch_rows: int) -> Iterator[RawBatch]:
         """Chunks of at most ``batch_rows`` signatures, read as HDF5 slices (one open handle per iteration).

@@ -22,6 +22,7 @@ class H5adSource:
 
         self.path = path
         self.layer = options.layer
+        self.obs_columns = options.obs_columns
         try:
             self.adata = ad.read_h5ad(path, backed="r")
         except Exception as err:  # h5py / anndata raise many types for corrupt files
@@ -50,7 +51,9 @@ class H5adSource:
         return np.asarray(block, dtype=np.float32)
 
     def _batch(self, start: int, stop: int) -> RawBatch:
-        obs = self.adata.obs.iloc[start:stop].reset_index(drop=True)
+        obs = self.adata.obs
+        wanted = slice(None) if self.obs_columns is None else [i for i, c in enumerate(obs.columns) if c in self.obs_columns]
+        obs = obs.iloc[start:stop, wanted].reset_index(drop=True)  # only the columns the caller needs
         ids = np.asarray(self.adata.obs_names[start:stop]).astype(str)
         return RawBatch(ids=ids, obs=obs, matrix=self._matrix(start, stop), feature_names=self.feature_names, row_offset=start)
 
