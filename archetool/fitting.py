@@ -124,14 +124,14 @@ def fit(options: FitOptions):
                "rejected_smiles": int(len(data.rejects)), "epochs_run": len(result.history), "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - tic, 2)}
     if len(restarts) > 1:
-        summary["restarts"] = restarts
-        summary["restart_kept"] = result.restart + 1
+        summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
         "train": config.to_dict(), "seed": options.seed, "data": str(options.data), "device": str(device),
         "world_size": dist_info.world_size, "options": {k: v for k, v in asdict(options).items() if k != "progress_bar"},
         "summary": summary,
+        "restarts": restarts,
     }
     if dist_info.is_main:
         model.save(out)
@@ -189,7 +189,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
                                          "use the same options as the interrupted run, or drop --resume") from None
                 raise
             result.restart = r
-            summaries.append({"restart": r + 1, "init_seed": options.seed + r, "best_val_loss": result.best_val,
+            summaries.append({"restart": r + 1, "init_seed": options.seed + r, "best_val_loss": result.best_val if np.isfinite(result.best_val) else None,
                               "best_epoch": result.best_epoch, "epochs_run": len(result.history)})
             if n_restarts > 1:
                 log.info("restart %d/%d: best validation loss %.5g at epoch %d", r + 1, n_restarts, result.best_val,

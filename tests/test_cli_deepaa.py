@@ -204,14 +204,16 @@ def test_restarts_keep_the_lowest_validation_loss_and_resume_without_retraining(
     result = run_cli("fit", table_csv, "--side", "y", "--k", "3", "--restarts", "3", "--out", out, *FAST_FIT)
     assert result.exit_code == 0, result.output
     assert "restart 2/3 epoch 1/4" in result.stderr  # plain log lines say which restart runs
-    summary = json.loads((out / "config.json").read_text())["summary"]
-    runs = summary["restarts"]
+    config = json.loads((out / "config.json").read_text())
+    summary, runs = config["summary"], config["restarts"]
     assert [r["init_seed"] for r in runs] == [0, 1, 2]
     losses = [r["best_val_loss"] for r in runs]
     assert len(set(losses)) == 3  # different initialisations really differ
-    assert summary["restart_kept"] == 1 + int(np.argmin(losses))
+    kept = int(np.argmin(losses))
+    assert summary["restart_kept"] == f"{kept + 1}/3"
     kept_history = pd.read_csv(out / "history.csv")
-    assert kept_history["val_loss"][kept_history["epoch"] == runs[summary["restart_kept"] - 1]["best_epoch"]].item() == pytest.approx(min(losses))
+    assert kept_history["val_loss"][kept_history["epoch"] == runs[kept]["best_epoch"]].item() == pytest.approx(min(losses))
+    assert f"restart_kept={kept + 1}/3" in run_cli("info", out).stdout
     assert all((out / name).exists() for name in ("checkpoint.pt", "checkpoint-r1.pt", "checkpoint-r2.pt"))
     weights = (out / "weights.pt").read_bytes()
     again = run_cli("fit", table_csv, "--side", "y", "--k", "3", "--restarts", "3", "--out", out, "--resume", *FAST_FIT)
