@@ -107,8 +107,32 @@ def make_h5ad(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+CEILING = """
+import sys, time, numpy as np, torch
+from archetool.model import ArchetoolModel
+from archetool.threads import forward_pool
+model, threads = ArchetoolModel.load(sys.argv[1], device="cpu"), int(sys.argv[2])
+x = np.random.default_rng(0).standard_normal((65536, model.module.n_features), dtype=np.float32)
+with forward_pool("cpu", threads) as pool:
+    model.transform(x[:8192], 1024, pool)
+    tic = time.perf_counter()
+    for start in range(0, len(x), 8192):
+        model.transform(x[start:start + 8192], 1024, pool)
+print(len(x) / (time.perf_counter() - tic))
+"""
+
+
+def forward_ceiling(model: Path, threads: int) -> float:
+    """Rows/s of the bare forward passes over tensors already in memory (no reading, scaling or writing),
+    the way embed runs them (``threads`` workers, batches of 1024), measured just before each embed run:
+    what the model alone allows on the machine at that moment."""
+    res = run_timed([sys.executable, "-c", CEILING, str(model), str(threads)], env={"OMP_NUM_THREADS": str(threads)})
+    return float(res["stdout"].strip().splitlines()[-1])
+
+
 def embed_run(model: Path, data: Path, out: Path, rows: int, threads: int, extra: list[str]) -> dict:
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    ceiling = forward_ceiling(model, threads)
     res = run_timed([*archetool_cmd(), "embed", str(model), str(data), "--out", str(out), *extra], env=env)
     m = re.search(r"embedded (\d+) rows in ([\d.]+)s \((\d+) rows/s\)", res["stderr"])
     if not m or int(m.group(1)) != rows:
@@ -116,6 +140,7 @@ def embed_run(model: Path, data: Path, out: Path, rows: int, threads: int, extra
     stream_s = rows / max(float(m.group(3)), 1e-9)  # embed's own timing: first chunk read to last row written
     return {"rows": rows, "input": data.suffix, "output": out.suffix, "threads": threads, "wall s": res["wall_s"],
             "profiles/s (end-to-end)": rows / res["wall_s"], "profiles/s (streaming)": rows / max(stream_s, 1e-9),
+            "bare forward profiles/s": ceiling, "streaming / bare forward": rows / max(stream_s, 1e-9) / ceiling,
             "profiles per CPU-s": rows / res["cpu_s"], "peak RSS MiB": res["peak_rss_mib"], "CPU %": res["cpu_pct"],
             "load (1/5/15 min)": res["load_before"]}
 
@@ -208,6 +233,8 @@ def main(argv=None) -> int:
         f"* machine: {machine()}",
         f"* command: `{' '.join(['archetool embed MODEL big.gctx --out emb.parquet', *extra])}` (and big.h5ad, emb.npy), "
         "each under `/usr/bin/time -v` with OMP_NUM_THREADS=threads",
+        "* bare forward: the model alone on 65,536 rows already in memory, as embed runs it (same workers, "
+        "batches of 1,024), measured just before each embed run: the ceiling the machine allowed at that moment",
         *[f"* {n}" for n in notes],
         f"* peak RSS at {max(sizes):,} rows: max {max(r['peak RSS MiB'] for r in big):.0f} MiB (target < 1024)",
     ]
@@ -215,7 +242,10 @@ def main(argv=None) -> int:
         at = [r for r in rows_out if r["rows"] == max(sizes) and r["threads"] == t]
         summary.append(f"* streaming throughput at {max(sizes):,} rows, {t} thread(s): "
                        f"{min(r['profiles/s (streaming)'] for r in at):,.0f} to {max(r['profiles/s (streaming)'] for r in at):,.0f} "
-                       f"profiles/s (target >= 100,000)")
+                       f"profiles/s (target >= 100,000); bare forward passes in the same moments "
+                       f"{min(r['bare forward profiles/s'] for r in at):,.0f} to {max(r['bare forward profiles/s'] for r in at):,.0f}, "
+                       f"streaming / bare forward {min(r['streaming / bare forward'] for r in at):.2f} to "
+                       f"{max(r['streaming / bare forward'] for r in at):.2f}")
     if len(sizes) > 1:
         growth = max(b["peak RSS MiB"] - s["peak RSS MiB"] for b, s in zip(big, small))
         summary.append(f"* peak RSS growth from {min(sizes):,} to {max(sizes):,} rows ({thread_counts[0]} thread(s), same "

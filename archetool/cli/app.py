@@ -165,7 +165,7 @@ def embed(
     data: Path = typer.Argument(..., help="Data to embed (any input format)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=".csv .tsv .parquet .npy .h5ad (default: CSV on stdout)."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Rows per forward pass."),
-    chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time."),
+    chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time, at most (wide inputs use fewer: a chunk stays under 32 MiB)."),
     device: str = typer.Option("auto", "--device"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the forward passes (default: OMP_NUM_THREADS, else the cores)."),
 ) -> None:
