@@ -140,7 +140,8 @@ def run_deepaa(data: dict, k: int, seed: int, work: Path, options: dict, fit_kw:
         write_csv(test_csv, data["x_test"], None)
     tic = time.perf_counter()
     model = archetool.fit(str(train_csv), side=["y"], k=k, seed=seed, device="cpu", out=str(work / "model"),
-                          progress_bar=False, model_options=dict(options), restarts=restarts, resume=True, **fit_kw)
+                          progress_bar=False, model_options=dict(options), restarts=restarts,
+                          resume=(work / "model").exists(), **fit_kw)
     seconds = time.perf_counter() - tic
     table = adapter("deepaa").decode_table(model, model.module.Z.cpu().numpy())
     found = table[[f"f{j}" for j in range(P)]].to_numpy()
