@@ -145,16 +145,28 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
 
-    Returns (module, TrainResult, TrainConfig, per-restart summaries) of the kept restart. Restart r checkpoints to ``checkpoint.pt``
-    (r = 0) or ``checkpoint-r<r>.pt``; with ``--resume`` finished restarts are read back, not rerun.
+    Returns (module, TrainResult, TrainConfig, per-restart summaries), the first three of the kept
+    restart. Restart r checkpoints to ``checkpoint.pt`` (r = 0) or ``checkpoint-r<r>.pt``; with
+    ``--resume`` finished restarts are read back, not rerun.
     """
     import torch
 
     from archetool.model import CHECKPOINT
-    from archetool.models import build_model
+    from archetool.models import build_model, model_class
     from archetool.progress import EpochReporter
     from archetool.training.loop import TrainConfig, train
 
+    module_class = model_class(options.model)
+    config = TrainConfig(
+        epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, val_fraction=options.val_fraction,
+        patience=options.patience, seed=options.seed,
+        final_lr_fraction=module_class.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
+    )
+    arrays = {"x": data.x}
+    if "side" in module_class.needs and data.side is not None:
+        arrays["side"] = data.side
+    if "label" in module_class.needs:
+        arrays["label"] = data.label
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():
@@ -169,16 +181,6 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
                 module = build_model(options.model, **hparams)
             except ValueError as err:
                 raise ArchetoolError(f"--model {options.model}: {err}") from None
-            config = TrainConfig(
-                epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, val_fraction=options.val_fraction,
-                patience=options.patience, seed=options.seed,
-                final_lr_fraction=module.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
-            )
-            arrays = {"x": data.x}
-            if "side" in module.needs and data.side is not None:
-                arrays["side"] = data.side
-            if "label" in module.needs:
-                arrays["label"] = data.label
             on_epoch_end = reporter if n_restarts == 1 else (lambda record, r=r: reporter({**record, "restart": r + 1}))
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
@@ -189,14 +191,15 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
                                          "use the same options as the interrupted run, or drop --resume") from None
                 raise
             result.restart = r
-            summaries.append({"restart": r + 1, "init_seed": options.seed + r, "best_val_loss": result.best_val if np.isfinite(result.best_val) else None,
+            summaries.append({"restart": r + 1, "init_seed": options.seed + r,
+                              "best_val_loss": result.best_val if np.isfinite(result.best_val) else None,
                               "best_epoch": result.best_epoch, "epochs_run": len(result.history)})
             if n_restarts > 1:
                 log.info("restart %d/%d: best validation loss %.5g at epoch %d", r + 1, n_restarts, result.best_val,
                          result.best_epoch)
             if best is None or result.best_val < best[1].best_val:
-                best = (module, result, config)
-    return (*best, summaries)
+                best = (module, result)
+    return (*best, config, summaries)
 
 
 def _checkpoint_epoch(path: Path) -> int:
