@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from archetool.errors import ArchetoolError
 
@@ -67,8 +66,6 @@ class FitOptions:
 
 def fit(options: FitOptions):
     """Train a model as described by ``options`` and save it to ``options.out``; returns an ArchetoolModel."""
-    import torch
-
     from archetool import __version__
     from archetool.analysis import adapter
     from archetool.data.prepare import load_training_data

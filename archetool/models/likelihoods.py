@@ -104,4 +104,4 @@ def make_likelihood(name: str, n_features: int, variance: str = "learned") -> nn
         return GaussianLikelihood(n_features, variance)
     if name == "bernoulli":
         return BernoulliLikelihood(n_features)
-    raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli or mixed:<n_binary>") from None
+    raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli or mixed:<n_binary>")

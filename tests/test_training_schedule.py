@@ -1,0 +1,41 @@
+"""The shared loop's learning-rate schedule (cosine decay to a fraction of --lr)."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from archetool.training.loop import TrainConfig, train
+
+
+@given(st.integers(1, 300), st.floats(0.0, 1.0))
+def test_cosine_schedule_runs_from_lr_to_its_final_fraction_without_rising(epochs, fraction):
+    config = TrainConfig(epochs=epochs, lr=2e-3, final_lr_fraction=fraction)
+    rates = [config.lr_at(e) for e in range(epochs)]
+    assert rates[0] == pytest.approx(2e-3)
+    if epochs > 1:
+        assert rates[-1] == pytest.approx(2e-3 * fraction, abs=1e-12)
+    assert all(b <= a + 1e-15 for a, b in zip(rates, rates[1:]))
+
+
+def test_constant_by_default():
+    config = TrainConfig(epochs=10, lr=1e-3)
+    assert all(config.lr_at(e) == pytest.approx(1e-3) for e in range(10))
+
+
+def test_the_loop_applies_the_schedule_to_the_optimiser(monkeypatch):
+    from archetool.models.deepaa import DeepAA
+
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    module = DeepAA(n_features=4, n_archetypes=3, hidden=[8])
+    arrays = {"x": torch.randn(40, 4).numpy()}
+    config = TrainConfig(epochs=3, batch_size=40, val_fraction=0.0, patience=0, final_lr_fraction=0.1)
+    train(module, arrays, config, torch.device("cpu"))
+    assert seen == pytest.approx([config.lr_at(e) for e in range(3)])
