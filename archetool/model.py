@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from archetool.atomic import atomic_path, write_text_atomic
-from archetool.data.prepare import InferenceChunk, Preprocessing, iter_inference_chunks
+from archetool.data.prepare import InferenceChunk, Preprocessing, infinite_value_error, iter_inference_chunks
 from archetool.errors import ModelDirError
 
 log = logging.getLogger("archetool")
@@ -136,17 +137,49 @@ class ArchetoolModel:
         ``pool``: an executor (see :func:`archetool.threads.forward_pool`) that runs the batches in
         parallel; the results are put together in row order either way.
         """
+        return self._gather(self._start_transform(x, batch_size, pool))
+
+    def _forward_rows(self, x: np.ndarray, start: int, batch_size: int, scaling=None) -> dict[str, np.ndarray]:
+        """``module.embed`` on rows start:start+batch_size of x, as numpy (runs in any thread).
+
+        ``scaling``: (mean, std) tensors on the device when x is still in input units; the batch is then
+        standardised here, while it is in cache, with the same float32 operations as
+        ``Preprocessing.scale_x`` (same values, NaN -> 0, i.e. the training mean).
+        """
         import torch
 
-        device = self.device
+        with torch.inference_mode():  # per thread
+            block = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(self.device)
+            if scaling is not None:
+                finite = bool(torch.isfinite(block.sum()))  # a finite sum that overflows just means "check"
+                if not finite and bool(torch.isinf(block).any()):
+                    row, col = (int(i) for i in torch.isinf(block).nonzero()[0])
+                    raise _InfiniteValue(start + row, col)
+                block = (block - scaling[0]) / scaling[1]
+                if not finite:
+                    block = torch.nan_to_num(block, nan=0.0)  # missing -> the training mean
+            return {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
 
-        def run(start: int) -> dict[str, np.ndarray]:
-            with torch.inference_mode():  # per thread
-                block = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-                return {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
-
+    def _start_transform(self, x: np.ndarray, batch_size: int, pool, scaling=None) -> list:
+        """The forward passes of x's batches: submitted to ``pool`` (futures), or deferred calls that
+        :meth:`_gather` runs when it is None."""
         starts = range(0, len(x), batch_size)
-        parts = list(pool.map(run, starts) if pool is not None else map(run, starts))
+        if pool is None:
+            return [partial(self._forward_rows, x, start, batch_size, scaling) for start in starts]
+        return [pool.submit(self._forward_rows, x, start, batch_size, scaling) for start in starts]
+
+    def _scaling_tensors(self):
+        """(mean, std) of the standardised features as float32 tensors on the device, or None."""
+        import torch
+
+        if self.prep.x_mean is None:
+            return None
+        return tuple(torch.as_tensor(np.asarray(v, np.float32), device=self.device) for v in (self.prep.x_mean, self.prep.x_std))
+
+    @staticmethod
+    def _gather(parts: list) -> dict[str, np.ndarray]:
+        """Results of :meth:`_start_transform` (waiting for futures) concatenated in row order."""
+        parts = [part.result() if hasattr(part, "result") else part() for part in parts]
         if not parts:
             return {key: np.zeros((0,)) for key in ("z",)}
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
@@ -167,10 +200,10 @@ class ArchetoolModel:
                         ) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
         """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat.
 
-        The next chunk is read and scaled in a background thread while the model runs on this one, and
-        on the CPU the batches go to ``threads`` single-threaded workers (default: torch's thread count,
-        i.e. ``OMP_NUM_THREADS`` or the cores; see :mod:`archetool.threads`). ``obs_columns``: the
-        columns wanted in ``chunk.obs`` (None: all).
+        Three stages overlap: a background thread reads and scales the next chunk; on the CPU, ``threads``
+        single-threaded workers (default: torch's thread count, i.e. ``OMP_NUM_THREADS`` or the cores; see
+        :mod:`archetool.threads`) run the model on the current one; the caller writes the one before.
+        ``obs_columns``: the columns wanted in ``chunk.obs`` (None: all).
         """
         import torch
 
@@ -178,15 +211,34 @@ class ArchetoolModel:
 
         workers = int(threads or torch.get_num_threads())
         step = max(1, min(batch_size, -(-batch_rows // workers)))  # a batch per worker even in small (wide) chunks
-        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, obs_columns=obs_columns))
+        # features are standardised batch by batch in the forward pass (cache-hot), not chunk by chunk
+        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, obs_columns=obs_columns, scale=False))
+        scaling = self._scaling_tensors()
         try:
             with forward_pool(self.device, workers) as pool:
+                # with workers, chunk i's table is built and handed out while they already run chunk i+1
+                # (and chunk i+2 is read): no core waits for the writer. At most three chunks are alive.
+                pending = None
                 for chunk in chunks:
-                    frame = self.embedding_frame(chunk.ids, self.transform(chunk.x, step, pool))
-                    yield chunk, frame
-                    del chunk, frame  # at most this chunk and the one being read are alive
+                    running = (chunk, self._start_transform(chunk.x, step, pool, None if chunk.scaled else scaling))
+                    del chunk
+                    if pool is None:  # computed in the calling thread, now
+                        yield self._finish_chunk(data, *running)
+                        continue
+                    if pending is not None:
+                        yield self._finish_chunk(data, *pending)
+                    pending = running
+                if pending is not None:
+                    yield self._finish_chunk(data, *pending)
         finally:
             chunks.close()
+
+    def _finish_chunk(self, data, chunk: InferenceChunk, parts: list) -> tuple[InferenceChunk, pd.DataFrame]:
+        try:
+            outputs = self._gather(parts)
+        except _InfiniteValue as err:
+            raise infinite_value_error(data, chunk.ids, self.prep.feature_names, err.row, err.col) from None
+        return chunk, self.embedding_frame(chunk.ids, outputs)
 
     def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
         """Embed a whole file in memory and return the embedding table (Python API)."""
@@ -216,6 +268,14 @@ class ArchetoolModel:
             "train": self.config.get("train"),
             "summary": self.config.get("summary"),
         }
+
+
+class _InfiniteValue(Exception):
+    """Raised by a forward pass that meets +-inf at (row of the chunk, feature column)."""
+
+    def __init__(self, row: int, col: int):
+        super().__init__(row, col)
+        self.row, self.col = row, col
 
 
 def _read_json(path: Path):

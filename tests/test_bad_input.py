@@ -137,3 +137,44 @@ def test_subprocess_error_has_no_traceback_and_exit_code_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "archetool", "fit", str(tmp_path / "x.csv")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'x.csv'}: no such file; check the path"
+
+
+# ----------------------------------------------------------------------------- infinite values
+
+
+def test_infinite_feature_value_is_refused_by_fit_with_the_row_and_column(tmp_path):
+    frame = make_table(n=60)
+    frame.loc[7, "f2"] = float("-inf")
+    path = tmp_path / "inf.csv"
+    frame.to_csv(path, index=False)
+    assert_clean_error(run_cli("fit", path, "--side", "y", *FAST_FIT, "--out", tmp_path / "m"),
+                       "inf.csv", "row with id 's007'", "infinite value in feature 'f2'", "leave it empty")
+    assert not (tmp_path / "m").exists()
+
+
+def test_infinite_side_value_is_refused_with_the_row(tmp_path):
+    frame = make_table(n=60)
+    frame.loc[11, "y"] = float("inf")
+    path = tmp_path / "inf.csv"
+    frame.to_csv(path, index=False)
+    assert_clean_error(run_cli("fit", path, "--side", "y", *FAST_FIT), "inf.csv", "side column 'y'",
+                       "infinite value (data row 12)")
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("out_name", ["emb.parquet", "emb.npy"])
+def test_infinite_value_met_while_streaming_embed_leaves_no_output(tmp_path, threads, out_name):
+    frame = make_table(n=200)
+    good = tmp_path / "good.csv"
+    frame.to_csv(good, index=False)
+    model = tmp_path / "m"
+    assert run_cli("fit", good, *FAST_FIT, "--out", model).exit_code == 0
+    frame.loc[150, "f5"] = float("inf")  # in the third chunk of 64 rows
+    frame.loc[20, "f1"] = float("nan")  # missing values are fine
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    out = tmp_path / out_name
+    assert_clean_error(run_cli("embed", model, bad, "--out", out, "--chunk-rows", "64", "--batch-size", "16",
+                               "--threads", threads),
+                       "bad.csv", "row with id 's150'", "infinite value in feature 'f5'")
+    assert not out.exists() and list(tmp_path.glob("emb*")) == []

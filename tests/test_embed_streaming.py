@@ -196,3 +196,33 @@ def test_gctx_text_decoding_fast_path_and_utf8_fallback():
     assert _to_str(np.array([b"SIG1", b"CPC006_A375"])).tolist() == ["SIG1", "CPC006_A375"]
     assert _to_str(np.array(["é-1".encode(), b"x"])).tolist() == ["é-1", "x"]
     assert _to_str(np.array([b"bad\xff"]))[0] == "bad\ufffd"
+
+
+def test_streaming_embed_scales_in_the_forward_pass_with_the_same_values(h5ad_model, tmp_path):
+    """Chunks left in input units and standardised batch by batch give the same bits as scale_x (NaN too)."""
+    import anndata as ad
+
+    from archetool.data.prepare import iter_inference_chunks
+    from archetool.model import ArchetoolModel
+
+    path, model_dir = h5ad_model
+    adata = ad.read_h5ad(path)
+    adata.X[3, 4] = np.nan
+    holed = tmp_path / "holed.h5ad"
+    adata.write_h5ad(holed)
+    model = ArchetoolModel.load(model_dir)
+    (scaled,) = iter_inference_chunks(holed, model.prep, 1000)
+    (raw,) = iter_inference_chunks(holed, model.prep, 1000, scale=False)
+    assert scaled.scaled and not raw.scaled and np.isnan(raw.x[3, 4]) and scaled.x[3, 4] == 0
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the forward workers: a GEMM split over threads may round differently
+    try:
+        want = model.transform(scaled.x, 16)
+    finally:
+        torch.set_num_threads(before)
+    frames = [f for _, f in model.iter_embeddings(holed, 1000, 16, threads=2, obs_columns=())]
+    got = pd.concat(frames, ignore_index=True)
+    np.testing.assert_array_equal(got[["z0", "z1"]].to_numpy(), want["z"])
+    np.testing.assert_array_equal(got[["a0", "a1", "a2"]].to_numpy(), want["weights"])

@@ -105,6 +105,26 @@ def _nonfinite_to_num(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def infinite_value_error(path, ids: np.ndarray, feature_names: list[str], row: int, col: int) -> InputError:
+    """The one-line error for an infinite feature value at (row, col) of a chunk."""
+    return InputError(f"{path}: the row with id {str(ids[row])!r} holds an infinite value in feature {feature_names[col]!r}; "
+                      "replace it with a number, or leave it empty to have it filled with the column mean")
+
+
+def check_finite_features(x: np.ndarray, path, ids: np.ndarray, feature_names: list[str]) -> None:
+    """Raise :func:`infinite_value_error` for the first +-inf in x (n, p); NaN is allowed (missing).
+
+    One summing pass when every value is finite, the usual case.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if x.size == 0 or np.isfinite(x.sum()):
+            return
+    bad = np.isinf(x)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise infinite_value_error(path, ids, feature_names, row, col)
+
+
 @dataclass
 class Dataset:
     """Model-ready rows (all aligned, n = rows kept).
@@ -197,6 +217,11 @@ def load_training_data(
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(f"{path}: side column {col!r} is not numeric (data row {row + 1} holds {values.iloc[row]!r}); choose a numeric column")
+        infinite = np.isinf(numeric.to_numpy(dtype=np.float64, na_value=np.nan))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise InputError(f"{path}: side column {col!r} holds an infinite value (data row {row + 1}); "
+                             "replace it with a number, or leave it empty (--drop-missing skips such rows)")
         keep &= ~_missing_rows(path, f"side column {col!r}", "values", numeric.isna().to_numpy(), drop_missing)
         batch.obs[col] = numeric
     if label is not None:
@@ -219,6 +244,7 @@ def load_training_data(
     rejects = rejects_table(batch, feats.rejects)
     if feats.valid.sum() == 0:
         raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
+    check_finite_features(feats.x, path, batch.ids[feats.valid], featurizer.feature_names)
     x = feats.x[keep[feats.valid]]
     keep &= feats.valid
     if keep.sum() == 0:
@@ -274,21 +300,29 @@ def _encode_labels(path, data: Dataset, prep: Preprocessing, labels: pd.Series, 
 
 @dataclass
 class InferenceChunk:
-    """One chunk of new data ready for a fitted model: ids (n,), x (n, p) model space, smiles, obs."""
+    """One chunk of new data ready for a fitted model: ids (n,), x (n, p), smiles, obs.
+
+    x is in model space, or still in the input's units (float32) when ``scaled`` is False: see
+    ``iter_inference_chunks(scale=False)``.
+    """
 
     ids: np.ndarray
     x: np.ndarray
     obs: pd.DataFrame
     smiles: np.ndarray | None
     rejects: pd.DataFrame
+    scaled: bool = True
 
 
 def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int = 65536,
                           read_options: ReadOptions | None = None,
-                          obs_columns: tuple[str, ...] | None = None) -> Iterator[InferenceChunk]:
+                          obs_columns: tuple[str, ...] | None = None, scale: bool = True) -> Iterator[InferenceChunk]:
     """Featurise a new file chunk by chunk exactly as at fit time (genes matched by name).
 
     ``obs_columns``: the per-row columns wanted in ``chunk.obs`` (None: all; see ``ReadOptions``).
+    ``scale=False`` leaves standardised features in the input's units (``chunk.scaled`` False) for a
+    consumer that scales each batch itself, right before the model reads it (``ArchetoolModel``'s
+    streaming embed: one pass over memory fewer).
     """
     path = Path(path)
     options = read_options or ReadOptions(layer=prep.layer, obs_columns=obs_columns)
@@ -321,7 +355,12 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
         else:
             obs, ids = batch.obs.loc[feats.valid].reset_index(drop=True), batch.ids[feats.valid]
         smiles = obs[smiles_column].astype(str).to_numpy() if smiles_column else None
-        chunk = InferenceChunk(ids=ids, x=prep.scale_x(feats.x, inplace=inplace), obs=obs, smiles=smiles, rejects=rejects)
+        if scale or prep.x_mean is None:
+            check_finite_features(feats.x, path, ids, featurizer.feature_names)
+            x, scaled = prep.scale_x(feats.x, inplace=inplace), True
+        else:  # the consumer checks and scales, batch by batch
+            x, scaled = np.asarray(feats.x, dtype=np.float32), False
+        chunk = InferenceChunk(ids=ids, x=x, obs=obs, smiles=smiles, rejects=rejects, scaled=scaled)
         del batch, feats, obs, ids  # only the chunk keeps the data while the consumer works on it
         yield chunk
         del chunk  # released before the next chunk is read, so at most one chunk is alive

@@ -270,7 +270,10 @@ class GctxSource:
         """
         batch_rows = max(1, int(batch_rows))
         window = max(batch_rows, _META_WINDOW)
+        from archetool.data.readers.hdf5_rows import RowReader
+
         with self._open() as f:
+            rows = None if self.genes_first else RowReader(f[MATRIX_PATH], self.path)
             w_start, w_ids, w_obs = 0, None, None
             for start in range(0, self.n_rows, batch_rows):
                 stop = min(start + batch_rows, self.n_rows)
@@ -278,8 +281,7 @@ class GctxSource:
                     if w_ids is None or stop > w_start + len(w_ids):
                         w_start = start
                         w_ids, w_obs = self._meta_block(f, start, min(start + window, self.n_rows))
-                    mat = f[MATRIX_PATH]
-                    block = mat[:, start:stop].T if self.genes_first else mat[start:stop, :]
+                    block = f[MATRIX_PATH][:, start:stop].T if rows is None else rows.read(start, stop)
                     matrix = np.ascontiguousarray(block, dtype=np.float32)
                 except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
                     raise InputError(f"{self.path}: cannot read signatures {start}-{stop - 1}: "
