@@ -16,7 +16,6 @@ Prints a markdown table and writes benchmarks/results/embed_scale.md.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import sys

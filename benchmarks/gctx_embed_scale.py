@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import archetool_cmd, load_average, machine, markdown, run_timed, write_result  # noqa: E402
+from _common import archetool_cmd, machine, markdown, run_timed, write_result  # noqa: E402
 
 GENES = 978
 BLOCK = 10_000

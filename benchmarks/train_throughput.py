@@ -169,7 +169,6 @@ def run_archetool(args, work: Path) -> dict:
         raise RuntimeError("archetool fit failed:\n" + "".join(lines[-20:]))
     wall = time.perf_counter() - tic
     config = json.loads((out / "config.json").read_text())
-    import torch
 
     from archetool.models import build_model
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FAST_FIT, SHARED_DATA, make_adata, make_table, run_cli
+from conftest import FAST_FIT, SHARED_DATA, run_cli
 from test_bad_input import assert_clean_error
 
 REAL_GCTX = SHARED_DATA / "lincs_l1000_a375_plate.gctx"
