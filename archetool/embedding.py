@@ -8,6 +8,8 @@ import time
 from contextlib import closing, nullcontext
 from pathlib import Path
 
+import numpy as np
+
 from archetool.errors import ArchetoolError
 
 log = logging.getLogger("archetool")
@@ -94,25 +96,25 @@ def _report_rejects(data, out: Path | None, rejects, written: int) -> None:
 
 
 def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int, threads: int | None) -> int:
-    import anndata as ad
-    import numpy as np
-
+    """A copy of the input .h5ad with obsm['X_<kind>'] (z), obsm['<kind>_weights'] (deepaa's a0..) and
+    obs['<kind>_pred_*'], written chunk by chunk (memory flat, see :mod:`archetool.io_h5ad`)."""
     from archetool.atomic import atomic_path
+    from archetool.data.readers import open_source
+    from archetool.io_h5ad import H5adAnnotator
 
-    adata = ad.read_h5ad(data)
-    frames = [frame for _, frame in model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())]
-    import pandas as pd
-
-    table = pd.concat(frames, ignore_index=True)
-    z = table[[c for c in table.columns if c.startswith("z") and c[1:].isdigit()]].to_numpy(np.float32)
-    adata.obsm[f"X_{model.kind}"] = z
-    weights = [c for c in table.columns if c.startswith("a") and c[1:].isdigit()]
-    if weights:
-        adata.obsm[f"{model.kind}_weights"] = table[weights].to_numpy(np.float32)
-    for col in table.columns:
-        if col.startswith("pred_"):
-            adata.obs[f"{model.kind}_{col}"] = table[col].to_numpy()
-    with atomic_path(out) as tmp:
-        adata.write_h5ad(tmp)
-    log.info("wrote %s with obsm['X_%s'] (%d x %d)", out, model.kind, *z.shape)
-    return len(table)
+    n_rows = open_source(data).n_rows
+    kind, written, z_dim = model.kind, 0, 0
+    with atomic_path(out) as tmp, H5adAnnotator(data, tmp, n_rows) as annotator, \
+            closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks:
+        for _, frame in chunks:
+            z = [c for c in frame.columns if c.startswith("z") and c[1:].isdigit()]
+            weights = [c for c in frame.columns if c.startswith("a") and c[1:].isdigit()]
+            obsm = {f"X_{kind}": frame[z].to_numpy(np.float32)}
+            if weights:
+                obsm[f"{kind}_weights"] = frame[weights].to_numpy(np.float32)
+            preds = {f"{kind}_{c}": frame[c].to_numpy() for c in frame.columns if c.startswith("pred_")}
+            labels = {f"{kind}_pred_label": model.prep.classes} if f"{kind}_pred_label" in preds else None
+            annotator.write(obsm, preds, labels)
+            written, z_dim = written + len(frame), len(z)
+    log.info("wrote %s with obsm['X_%s'] (%d x %d)", out, kind, written, z_dim)
+    return written

@@ -226,3 +226,64 @@ def test_streaming_embed_scales_in_the_forward_pass_with_the_same_values(h5ad_mo
     got = pd.concat(frames, ignore_index=True)
     np.testing.assert_array_equal(got[["z0", "z1"]].to_numpy(), want["z"])
     np.testing.assert_array_equal(got[["a0", "a1", "a2"]].to_numpy(), want["weights"])
+
+
+# ----------------------------------------------------------------------------- .h5ad output
+
+
+@pytest.mark.parametrize("model_args", [("--k", "3", "--side", "n_counts"), ("--model", "nvae", "--label", "cell_type")],
+                         ids=["deepaa", "nvae"])
+def test_h5ad_output_is_written_chunk_by_chunk_with_the_same_values_as_parquet(tmp_path, model_args):
+    import anndata as ad
+
+    path = tmp_path / "cells.h5ad"
+    adata = make_adata(n=90, genes=12)
+    adata.uns["note"] = "kept"
+    adata.write_h5ad(path)
+    model = tmp_path / "m"
+    assert run_cli("fit", path, *model_args, "--out", model, *FAST_FIT).exit_code == 0
+    kind = "nvae" if "nvae" in model_args else "deepaa"
+    table = tmp_path / "emb.parquet"
+    assert run_cli("embed", model, path, "--out", table).exit_code == 0
+    target = tmp_path / "emb.h5ad"
+    result = run_cli("embed", model, path, "--out", target, "--chunk-rows", "32", "--batch-size", "8")
+    assert result.exit_code == 0, result.output
+    want = pd.read_parquet(table)
+    got = ad.read_h5ad(target)
+    z = [c for c in want.columns if c.startswith("z")]
+    np.testing.assert_allclose(got.obsm[f"X_{kind}"], want[z].to_numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got.X, adata.X)  # the input is kept as it was
+    np.testing.assert_array_equal(got.layers["counts"], adata.layers["counts"])
+    assert got.uns["note"] == "kept" and list(got.obs_names) == list(adata.obs_names)
+    pd.testing.assert_frame_equal(got.obs[list(adata.obs.columns)], adata.obs)
+    if kind == "deepaa":
+        np.testing.assert_allclose(got.obsm["deepaa_weights"], want[["a0", "a1", "a2"]].to_numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(got.obs["deepaa_pred_n_counts"], want["pred_n_counts"], rtol=1e-6)
+    else:
+        assert isinstance(got.obs["nvae_pred_label"].dtype, pd.CategoricalDtype)
+        assert got.obs["nvae_pred_label"].astype(str).tolist() == want["pred_label"].tolist()
+        np.testing.assert_allclose(got.obs["nvae_pred_prob"], want["pred_prob"], rtol=1e-6)
+
+    again = tmp_path / "again.h5ad"  # embedding an output again replaces the elements, nothing doubles
+    assert run_cli("embed", model, target, "--out", again).exit_code == 0
+    twice = ad.read_h5ad(again)
+    assert list(twice.obs.columns) == list(got.obs.columns) and set(twice.obsm) == set(got.obsm)
+    np.testing.assert_allclose(twice.obsm[f"X_{kind}"], got.obsm[f"X_{kind}"], rtol=1e-6, atol=1e-7)
+
+
+def test_h5ad_output_failing_midway_leaves_nothing(h5ad_model, tmp_path, monkeypatch):
+    from archetool.data.readers.h5ad import H5adSource
+    from archetool.errors import InputError
+
+    path, model_dir = h5ad_model
+    original = H5adSource.iter_batches
+
+    def failing(self, batch_rows):
+        batches = original(self, batch_rows)
+        yield next(batches)
+        raise InputError(f"{self.path}: cannot read cells 32-63: the file is truncated")
+
+    monkeypatch.setattr(H5adSource, "iter_batches", failing)
+    out = tmp_path / "emb.h5ad"
+    assert_clean_error(run_cli("embed", model_dir, path, "--out", out, "--chunk-rows", "32"), "cannot read cells 32-63")
+    assert list(tmp_path.iterdir()) == []
