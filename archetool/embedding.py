@@ -104,6 +104,7 @@ def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: in
 
     n_rows = open_source(data).n_rows
     kind, written, z_dim = model.kind, 0, 0
+    tic = time.perf_counter()
     with atomic_path(out) as tmp, H5adAnnotator(data, tmp, n_rows) as annotator, \
             closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks:
         for _, frame in chunks:
@@ -116,5 +117,7 @@ def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: in
             labels = {f"{kind}_pred_label": model.prep.classes} if f"{kind}_pred_label" in preds else None
             annotator.write(obsm, preds, labels)
             written, z_dim = written + len(frame), len(z)
-    log.info("wrote %s with obsm['X_%s'] (%d x %d)", out, kind, written, z_dim)
+    seconds = time.perf_counter() - tic
+    log.info("embedded %d rows in %.1fs (%.0f rows/s) -> %s with obsm['X_%s'] (%d x %d)", written, seconds,
+             written / max(seconds, 1e-9), out, kind, written, z_dim)
     return written
