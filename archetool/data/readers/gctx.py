@@ -290,6 +290,7 @@ class GctxSource:
                 obs = w_obs if (a == 0 and b == len(w_ids)) else w_obs.iloc[a:b].reset_index(drop=True)
                 yield RawBatch(ids=w_ids[a:b], obs=obs, matrix=matrix, feature_names=self.feature_names,
                                row_offset=start)
+                del block, matrix, obs  # not kept alive by this frame while the next block is read
 
     def read(self) -> RawBatch:
         """Every signature at once."""
