@@ -290,7 +290,8 @@ def main(argv=None) -> int:
                      f"epoch), {s_cpu / a_cpu:.2f}x (CPU time)** (target >= 1.0)")
     else:
         lines.append(f"* SCVI: not run -- {scvi_error}")
-    write_report("Training throughput", table, lines, "train_throughput" if not args.quick else "train_throughput_quick")
+    name = "train_throughput_quick" if args.quick else "train_throughput" if args.threads == 1 else f"train_throughput_{args.threads}threads"
+    write_report("Training throughput", table, lines, name)
     return 0
 
 

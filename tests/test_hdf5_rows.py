@@ -151,3 +151,18 @@ def test_h5ad_truncated_matrix_is_one_clear_error(tmp_path):
         fh.truncate(offset + 200 * 50 * 4)
     with pytest.raises(InputError, match=r"cut.h5ad: cannot read cells 0-399: .*truncated or corrupt"):
         source.read()
+
+
+def test_h5ad_whose_matrix_does_not_match_obs_and_var_is_refused(tmp_path):
+    from archetool.data.readers.h5ad import H5adSource
+    from archetool.data.source import ReadOptions
+    from archetool.errors import InputError
+
+    path = tmp_path / "bad.h5ad"
+    make_adata(n=20, genes=5).write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        attrs = dict(f["X"].attrs)
+        del f["X"]
+        f.create_dataset("X", data=np.zeros((20, 4), np.float32)).attrs.update(attrs)
+    with pytest.raises(InputError, match=r"bad.h5ad: /X is 20 x 4 but the file has 20 cells and 5 genes"):
+        H5adSource(path, ReadOptions())

@@ -168,3 +168,17 @@ def test_configs_saved_before_an_option_existed_rebuild_what_they_were_trained_w
     x = torch.randn(5, 6)
     assert torch.allclose(old.embed(x)["weights"], rebuilt.embed(x)["weights"])
     assert DeepAA.from_hparams(DeepAA(n_features=6, n_archetypes=3).hparams()).weights_activation == "sparsemax"
+
+
+def test_embed_equals_the_encoder_outputs_without_the_training_heads():
+    import torch
+
+    from archetool.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deepaa", n_features=7, n_archetypes=3, n_side=2, hidden=[16, 8]).eval()
+    x = torch.randn(50, 7)
+    with torch.no_grad():
+        enc, emb = model.encode(x), model.embed(x)
+    assert torch.equal(emb["z"], enc["mu"]) and torch.equal(emb["weights"], enc["A"])
+    assert torch.equal(emb["side"], model.predict_side(enc["mu"]))

@@ -92,6 +92,10 @@ class H5adSource:
                 raise InputError(f"{self.path}: has no X matrix; name a layer with --layer")
         self._matrix_element = self._matrix_reader(element)
         self.n_rows = int(self._index.shape[0])
+        shape = tuple(int(n) for n in self._matrix_element.shape)
+        if shape != (self.n_rows, len(self.feature_names)):
+            raise InputError(f"{self.path}: {element.name} is {shape[0]} x {shape[1]} but the file has {self.n_rows} cells "
+                             f"and {len(self.feature_names)} genes; the file is corrupt")
 
     def _matrix_reader(self, element):
         """A dense HDF5 dataset, or anndata's backed sparse matrix (rows sliced without loading the rest)."""

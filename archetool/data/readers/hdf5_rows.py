@@ -25,6 +25,7 @@ class RowReader:
     def __init__(self, dataset, path):
         self.dataset = dataset
         self.n_rows, self.n_cols = (int(n) for n in dataset.shape)
+        self.shape = (self.n_rows, self.n_cols)
         self.row_bytes = self.n_cols * dataset.dtype.itemsize
         self.layout = _plain_layout(dataset)
         self._offset = dataset.id.get_offset() if self.layout == "contiguous" else None
