@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
@@ -272,8 +273,7 @@ class GctxSource:
         window = max(batch_rows, _META_WINDOW)
         from archetool.data.readers.hdf5_rows import RowReader
 
-        with self._open() as f:
-            rows = None if self.genes_first else RowReader(f[MATRIX_PATH], self.path)
+        with self._open() as f, (nullcontext() if self.genes_first else RowReader(f[MATRIX_PATH], self.path)) as rows:
             w_start, w_ids, w_obs = 0, None, None
             for start in range(0, self.n_rows, batch_rows):
                 stop = min(start + batch_rows, self.n_rows)

@@ -19,7 +19,8 @@ class RowReader:
     """``read(start, stop)`` -> a fresh C-ordered (stop - start, n_cols) array of ``dataset``'s rows.
 
     dataset: an open ``h5py.Dataset`` of 2 dimensions; path: the file it lives in (opened once more,
-    read-only, for the plain reads). Close with :meth:`close` (also closed when garbage collected).
+    read-only, for the plain reads). Close with :meth:`close` or a ``with`` block (also closed when
+    garbage collected).
     """
 
     def __init__(self, dataset, path):
@@ -65,6 +66,12 @@ class RowReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def __enter__(self) -> "RowReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __del__(self):
         self.close()
