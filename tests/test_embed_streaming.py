@@ -287,3 +287,31 @@ def test_h5ad_output_failing_midway_leaves_nothing(h5ad_model, tmp_path, monkeyp
     out = tmp_path / "emb.h5ad"
     assert_clean_error(run_cli("embed", model_dir, path, "--out", out, "--chunk-rows", "32"), "cannot read cells 32-63")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_embedding_the_training_table_gives_the_stored_training_embeddings(tmp_path):
+    """float64 table features are scaled as at fit time, so embed reproduces training_rows exactly."""
+    from conftest import make_table
+
+    path = tmp_path / "t.csv"
+    make_table(n=150).to_csv(path, index=False)
+    model = tmp_path / "m"
+    assert run_cli("fit", path, "--side", "y", "--out", model, *FAST_FIT).exit_code == 0
+    out = tmp_path / "emb.parquet"
+    assert run_cli("embed", model, path, "--out", out).exit_code == 0
+    stored = pd.read_parquet(model / "training_rows.parquet").set_index("id")
+    got = pd.read_parquet(out).set_index("id").loc[stored.index]
+    cols = [c for c in got.columns if c[0] in "za" and c[1:].isdigit()]
+    np.testing.assert_allclose(got[cols].to_numpy(), stored[cols].to_numpy(), rtol=1e-6, atol=1e-7)
+
+    from archetool.data.prepare import iter_inference_chunks, load_training_data
+    from archetool.model import ArchetoolModel
+
+    prep = ArchetoolModel.load(model).prep
+    data, _ = load_training_data(path, side=["y"])
+    (chunk,) = iter_inference_chunks(path, prep, 1000, scale=False)
+    x = chunk.x
+    if not chunk.scaled:  # float32 features: the workers' scaling, done the same way here
+        mean, std = (np.asarray(v, np.float32) for v in (prep.x_mean, prep.x_std))
+        x = (x - mean) / std
+    np.testing.assert_array_equal(x, data.x)  # the same bits as at fit time

@@ -320,9 +320,9 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
     """Featurise a new file chunk by chunk exactly as at fit time (genes matched by name).
 
     ``obs_columns``: the per-row columns wanted in ``chunk.obs`` (None: all; see ``ReadOptions``).
-    ``scale=False`` leaves standardised features in the input's units (``chunk.scaled`` False) for a
-    consumer that scales each batch itself, right before the model reads it (``ArchetoolModel``'s
-    streaming embed: one pass over memory fewer).
+    ``scale=False`` leaves float32 standardised features (expression matrices) in the input's units
+    (``chunk.scaled`` False) for a consumer that scales each batch itself, right before the model reads
+    it (``ArchetoolModel``'s streaming embed: one pass over memory fewer).
     """
     path = Path(path)
     options = read_options or ReadOptions(layer=prep.layer, obs_columns=obs_columns)
@@ -355,7 +355,8 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
         else:
             obs, ids = batch.obs.loc[feats.valid].reset_index(drop=True), batch.ids[feats.valid]
         smiles = obs[smiles_column].astype(str).to_numpy() if smiles_column else None
-        if scale or prep.x_mean is None:
+        # float64 features (tables, descriptors) are scaled here, in float64 as at fit time: the same bits
+        if scale or prep.x_mean is None or np.asarray(feats.x).dtype != np.float32:
             check_finite_features(feats.x, path, ids, featurizer.feature_names)
             x, scaled = prep.scale_x(feats.x, inplace=inplace), True
         else:  # the consumer checks and scales, batch by batch
