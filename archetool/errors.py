@@ -24,6 +24,13 @@ class ModelDirError(ArchetoolError):
     """A MODEL path that is missing, corrupt or not an archetool model."""
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of a library exception's message (at most ``limit`` characters), else its type name:
+    the part of a third-party error worth quoting in a one-line message."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 def preview(names, limit: int = 12) -> str:
     """Comma-separated preview of ``names`` (for 'columns that do exist: ...')."""
     names = [str(n) for n in names]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from archetool.atomic import atomic_path, write_text_atomic
 from archetool.data.prepare import InferenceChunk, Preprocessing, infinite_value_error, iter_inference_chunks
-from archetool.errors import ModelDirError
+from archetool.errors import ModelDirError, first_line
 
 log = logging.getLogger("archetool")
 
@@ -112,8 +112,7 @@ class ArchetoolModel:
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except Exception as err:  # UnpicklingError for pickle payloads, RuntimeError for corrupt zips
-            first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            raise ModelDirError(f"{weights_path}: refused to load (only plain tensors are accepted: {first})") from None
+            raise ModelDirError(f"{weights_path}: refused to load (only plain tensors are accepted: {first_line(err)})") from None
         if not isinstance(state, dict):
             raise ModelDirError(f"{weights_path}: expected a state dict of tensors")
         try:
@@ -152,8 +151,9 @@ class ArchetoolModel:
             block = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(self.device)
             if scaling is not None:
                 finite = bool(torch.isfinite(block.sum()))  # a finite sum that overflows just means "check"
-                if not finite and bool(torch.isinf(block).any()):
-                    row, col = (int(i) for i in torch.isinf(block).nonzero()[0])
+                infinite = torch.isinf(block).nonzero() if not finite else ()
+                if len(infinite):
+                    row, col = (int(i) for i in infinite[0])
                     raise _InfiniteValue(start + row, col)
                 block = (block - scaling[0]) / scaling[1]
                 if not finite:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from archetool.data.source import RawBatch, ReadOptions, concat_batches
-from archetool.errors import InputError
+from archetool.errors import InputError, first_line
 
 MATRIX_PATH = "0/DATA/0/matrix"
 ROW_META = "0/META/ROW"
@@ -51,10 +51,6 @@ _FIX_GCTX = "check that it is a LINCS .gctx written by cmapPy or archetool (matr
 
 # ----------------------------------------------------------------------------------------- helpers
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0][:200] if text else type(err).__name__)
 
 
 def _to_str(values: np.ndarray) -> np.ndarray:
@@ -151,7 +147,7 @@ class GctxSource:
         except InputError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
-            raise InputError(f"{self.path}: not a valid .gctx (HDF5) file: {_first_line(err)}; {_FIX_GCTX}") from None
+            raise InputError(f"{self.path}: not a valid .gctx (HDF5) file: {first_line(err)}; {_FIX_GCTX}") from None
 
     def _dataset(self, f, name: str):
         import h5py
@@ -206,7 +202,7 @@ class GctxSource:
         try:
             return h5py.File(self.path, "r")
         except OSError as err:
-            raise InputError(f"{self.path}: not a valid .gctx (HDF5) file: {_first_line(err)}; {_FIX_GCTX}") from None
+            raise InputError(f"{self.path}: not a valid .gctx (HDF5) file: {first_line(err)}; {_FIX_GCTX}") from None
 
     def _field_kinds(self, f, columns: list[str]) -> dict[str, str]:
         """Decide once per text field whether it is numeric-looking (scanned block by block)."""
@@ -285,7 +281,7 @@ class GctxSource:
                     matrix = np.ascontiguousarray(block, dtype=np.float32)
                 except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
                     raise InputError(f"{self.path}: cannot read signatures {start}-{stop - 1}: "
-                                     f"{_first_line(err)}; the file may be truncated or corrupt") from None
+                                     f"{first_line(err)}; the file may be truncated or corrupt") from None
                 a, b = start - w_start, stop - w_start
                 obs = w_obs if (a == 0 and b == len(w_ids)) else w_obs.iloc[a:b].reset_index(drop=True)
                 yield RawBatch(ids=w_ids[a:b], obs=obs, matrix=matrix, feature_names=self.feature_names,
@@ -325,7 +321,7 @@ class GctSource:
         except UnicodeDecodeError:
             raise InputError(f"{self.path}: not a text .gct file (not UTF-8 text); a binary HDF5 file should be named .gctx") from None
         except (OSError, EOFError) as err:
-            raise InputError(f"{self.path}: cannot read the .gct: {_first_line(err)}") from None
+            raise InputError(f"{self.path}: cannot read the .gct: {first_line(err)}") from None
         self._parse_header(head)
         self.n_rows = self.n_cols
         self.columns = []  # filled from the column-metadata lines (cheap: nchd lines)
@@ -335,7 +331,7 @@ class GctSource:
             except UnicodeDecodeError:
                 raise InputError(f"{self.path}: not a text .gct file (not UTF-8 text)") from None
             except (OSError, EOFError) as err:
-                raise InputError(f"{self.path}: cannot read the .gct: {_first_line(err)}") from None
+                raise InputError(f"{self.path}: cannot read the .gct: {first_line(err)}") from None
             self.columns = names
 
     def _read_column_meta_names(self) -> list[str]:
@@ -357,7 +353,7 @@ class GctSource:
                 return io.TextIOWrapper(gzip.open(self.path, "rb"), encoding="utf-8", errors="strict", newline=None)
             return open(self.path, "r", encoding="utf-8", errors="strict", newline=None)
         except OSError as err:
-            raise InputError(f"{self.path}: cannot open: {_first_line(err)}") from None
+            raise InputError(f"{self.path}: cannot open: {first_line(err)}") from None
 
     def _bad_header(self, what: str) -> InputError:
         return InputError(f"{self.path}: malformed .gct header: {what}; a .gct starts with '#1.3' (or '#1.2') "
@@ -391,7 +387,7 @@ class GctSource:
         except UnicodeDecodeError:
             raise InputError(f"{self.path}: not a text .gct file (not UTF-8 text)") from None
         except (OSError, EOFError) as err:
-            raise InputError(f"{self.path}: cannot read: {_first_line(err)}") from None
+            raise InputError(f"{self.path}: cannot read: {first_line(err)}") from None
         lines = text.split("\n")
         while lines and lines[-1].strip() == "":
             lines.pop()
@@ -430,7 +426,7 @@ class GctSource:
             )
         except (ValueError, pd.errors.ParserError) as err:
             raise InputError(f"{self.path}: non-numeric or malformed expression values in the data rows "
-                             f"({_first_line(err)}); every value after the row metadata must be a number") from None
+                             f"({first_line(err)}); every value after the row metadata must be a number") from None
         genes = [str(g) for g in frame[0].to_numpy()]
         matrix = np.ascontiguousarray(frame.iloc[:, lead:].to_numpy(dtype=np.float32).T)
         self.row_meta = pd.DataFrame({header[j].strip(): frame[j].to_numpy() for j in range(1, lead)},

@@ -17,11 +17,7 @@ import numpy as np
 import pandas as pd
 
 from archetool.data.source import RawBatch, ReadOptions
-from archetool.errors import InputError, preview
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+from archetool.errors import InputError, first_line, preview
 
 
 def _is_plain_strings(element) -> bool:
@@ -56,13 +52,13 @@ class H5adSource:
         try:
             self._file = h5py.File(path, "r")
         except Exception as err:  # h5py raises OSError, ValueError... for corrupt files
-            raise InputError(f"{path}: not a readable .h5ad file ({_first_line(err)})") from None
+            raise InputError(f"{path}: not a readable .h5ad file ({first_line(err)})") from None
         try:
             self._open()
         except InputError:
             raise
         except Exception as err:  # a malformed group or dataset inside a valid HDF5 file
-            raise InputError(f"{path}: not a readable .h5ad file ({_first_line(err)})") from None
+            raise InputError(f"{path}: not a readable .h5ad file ({first_line(err)})") from None
         if self.n_rows == 0 or len(self.feature_names) == 0:
             raise InputError(f"{path}: the AnnData is empty ({self.n_rows} cells x {len(self.feature_names)} genes)")
 
@@ -118,7 +114,7 @@ class H5adSource:
         try:
             self._backed = ad.read_h5ad(self.path, backed="r")
         except Exception as err:
-            raise InputError(f"{self.path}: not a readable .h5ad file ({_first_line(err)})") from None
+            raise InputError(f"{self.path}: not a readable .h5ad file ({first_line(err)})") from None
         adata = self._backed
         if self.layer is not None and self.layer not in adata.layers.keys():
             raise InputError(f"{self.path}: layer {self.layer!r} not found; layers are: {preview(list(adata.layers.keys())) or '(none)'}")
@@ -180,7 +176,7 @@ class H5adSource:
         except InputError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
-            raise InputError(f"{self.path}: cannot read cells {start}-{stop - 1}: {_first_line(err)}; "
+            raise InputError(f"{self.path}: cannot read cells {start}-{stop - 1}: {first_line(err)}; "
                              "the file may be truncated or corrupt") from None
 
 

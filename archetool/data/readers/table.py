@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from archetool.data.source import RawBatch, ReadOptions, concat_batches
-from archetool.errors import InputError, preview
+from archetool.errors import InputError, first_line, preview
 
 ID_COLUMNS = ("id", "ID", "Id", "name", "Name", "NAME", "sample", "sample_id", "compound_id", "mol_id")
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles", "CANONICAL_SMILES", "isomeric_smiles")
@@ -66,9 +66,9 @@ class TableSource:
         except pd.errors.EmptyDataError:
             raise InputError(f"{self.path}: the file is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as err:
-            raise InputError(f"{self.path}: cannot be read as a table ({type(err).__name__}: {str(err).splitlines()[0][:160]}); check the format and delimiter") from None
+            raise InputError(f"{self.path}: cannot be read as a table ({type(err).__name__}: {first_line(err, 160)}); check the format and delimiter") from None
         except Exception as err:  # pyarrow raises its own types
-            raise InputError(f"{self.path}: cannot be read as a table ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})") from None
+            raise InputError(f"{self.path}: cannot be read as a table ({type(err).__name__}: {first_line(err, 160)})") from None
 
     def _parquet_rows(self) -> int:
         import pyarrow.parquet as pq
@@ -91,7 +91,7 @@ class TableSource:
                 yield batch_from_frame(frame, self.id_column, offset)
                 offset += len(frame)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as err:
-            raise InputError(f"{self.path}: cannot be read near row {offset + 1} ({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+            raise InputError(f"{self.path}: cannot be read near row {offset + 1} ({type(err).__name__}: {first_line(err, 160)})") from None
 
     def read(self) -> RawBatch:
         frame = self._read()
