@@ -33,7 +33,8 @@ def analysis_rows(model, data: str | Path | None = None) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True)
     if len(rows) == 0:
         raise InputError(f"{data}: no usable rows")
-    rows.attrs["data"] = str(data)  # lets an analysis re-read the rows' features (nvae's KL detector)
+    if isinstance(data, (str, Path)):
+        rows.attrs["data"] = str(data)  # lets an analysis re-read the rows' features (nvae's KL detector)
     return rows
 
 

@@ -85,6 +85,11 @@ class DeepAAAnalysis(ModelAnalysis):
         return weights
 
     # --- archetypes ---------------------------------------------------------------------------
+    def archetypes_table(self, model, rows: pd.DataFrame | None) -> pd.DataFrame:
+        """archetypes.csv: one row per archetype a0..: predicted side values and decoded features."""
+        return self.points_table(model, pd.DataFrame({"archetype": archetype_names(model.module.n_archetypes)}),
+                                 self.codes(model))
+
     def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
         from archetool.analysis import plots
         from archetool.io_tables import write_table
@@ -93,7 +98,7 @@ class DeepAAAnalysis(ModelAnalysis):
         k = module.n_archetypes
         names = archetype_names(k)
         Z = self.codes(model)
-        table = self.points_table(model, pd.DataFrame({"archetype": names}), Z)
+        table = self.archetypes_table(model, rows)
         written = [write_table(table, out_dir / "archetypes.csv")]
 
         weights = rows[names].to_numpy()

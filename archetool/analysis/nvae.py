@@ -242,16 +242,14 @@ class NVAEAnalysis(ModelAnalysis):
         return detector_table(sums, counts, classes, module.class_dim), note
 
     # --- archetypes = class codes -------------------------------------------------------------
-    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
-        from archetool.analysis import plots
-        from archetool.io_tables import write_table
-
+    def archetypes_table(self, model, rows: pd.DataFrame | None, row_cls: np.ndarray | None = None) -> pd.DataFrame:
+        """archetypes.csv: one row per class: samples in ``rows`` and held-out accuracy, the code (m_y, 0)
+        and the decoded prototype. ``row_cls``: the rows' classes if already known (:meth:`row_classes`)."""
         module, prep = model.module, model.prep
         label = self.label_column(model)
         classes = self.classes(model)
         K, d = len(classes), module.latent_dim
         codes = self.codes(model)
-        class_ids = np.arange(K)
         features = set(prep.feature_names)
 
         # class codes and decoded prototypes
@@ -259,16 +257,30 @@ class NVAEAnalysis(ModelAnalysis):
         if features & set(zcols) or label in features:
             zcols = [f"code_z{j}" for j in range(d)]
         table = pd.DataFrame({label: classes})
+        if rows is not None:
+            if row_cls is None:
+                row_cls, _ = self.row_classes(model, rows)
+            table["n_samples"] = np.bincount(row_cls[row_cls >= 0], minlength=K)
+            if label in rows.columns and "split" in rows.columns:
+                val = (rows["split"] == "val").to_numpy() & (row_cls >= 0)
+                hits = rows["pred_label"].astype(str).to_numpy() == rows[label].astype(str).to_numpy()
+                table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any()
+                                         else np.nan for k in range(K)]
+        return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
+                                 labels=np.arange(K))
+
+    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
+        from archetool.analysis import plots
+        from archetool.io_tables import write_table
+
+        module, prep = model.module, model.prep
+        label = self.label_column(model)
+        classes = self.classes(model)
+        K = len(classes)
+        codes = self.codes(model)
+        class_ids = np.arange(K)
         row_cls, source = self.row_classes(model, rows)
-        table["n_samples"] = np.bincount(row_cls[row_cls >= 0], minlength=K)
-        if label in rows.columns and "split" in rows.columns:
-            val = (rows["split"] == "val").to_numpy() & (row_cls >= 0)
-            hits = rows["pred_label"].astype(str).to_numpy() == rows[label].astype(str).to_numpy()
-            table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any() else np.nan
-                                     for k in range(K)]
-        table = self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
-                                  labels=class_ids)
-        written = [write_table(table, out_dir / "archetypes.csv")]
+        written = [write_table(self.archetypes_table(model, rows, row_cls), out_dir / "archetypes.csv")]
 
         # exemplars: rows of each class nearest its code (m_y, 0)
         ex = self.exemplars(model, rows, codes, row_cls, source, n_exemplars)

@@ -135,21 +135,19 @@ class SVQVAEAnalysis(ModelAnalysis):
         return np.where(np.isfinite(spread), spread, DEFAULT_SPREAD)
 
     # --- archetypes = class codes -------------------------------------------------------------
-    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
-        from archetool.analysis import plots
-        from archetool.io_tables import write_table
-
-        prep = model.prep
+    def archetypes_table(self, model, rows: pd.DataFrame | None) -> pd.DataFrame:
+        """archetypes.csv: one row per class: samples in ``rows`` and held-out accuracy, the code
+        and the decoded prototype."""
         label = self.label_column(model)
         classes = self.classes(model)
         codes = self.codes(model)
-        K, D = codes.shape
-        features = set(prep.feature_names)
+        D = codes.shape[1]
+        features = set(model.prep.feature_names)
         zcols = [f"z{j}" for j in range(D)]
         if features & set(zcols) or label in features:
             zcols = [f"code_z{j}" for j in range(D)]
         table = pd.DataFrame({label: classes})
-        if label in rows.columns:
+        if rows is not None and label in rows.columns:
             counts = rows[label].astype(str).value_counts()
             table["n_samples"] = [int(counts.get(c, 0)) for c in classes]
             if "split" in rows.columns:
@@ -157,8 +155,17 @@ class SVQVAEAnalysis(ModelAnalysis):
                 hits = val["pred_label"].astype(str).to_numpy() == val[label].astype(str).to_numpy()
                 truth = val[label].astype(str).to_numpy()
                 table["val_accuracy"] = [float(hits[truth == c].mean()) if (truth == c).any() else np.nan for c in classes]
-        table = self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes)
-        written = [write_table(table, out_dir / "archetypes.csv")]
+        return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes)
+
+    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
+        from archetool.analysis import plots
+        from archetool.io_tables import write_table
+
+        label = self.label_column(model)
+        classes = self.classes(model)
+        codes = self.codes(model)
+        K = codes.shape[0]
+        written = [write_table(self.archetypes_table(model, rows), out_dir / "archetypes.csv")]
 
         dist, corr = code_distances(codes), code_correlations(codes)
         dist_frame = pd.DataFrame(dist, columns=classes)
