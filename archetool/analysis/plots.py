@@ -202,16 +202,11 @@ def image_grid(images: np.ndarray, path: Path, row_labels: list[str], col_labels
     return save_figure(fig, path)
 
 
-def molecule_png(smiles: list[str], legends: list[str], per_row: int, cell: tuple[int, int] = (260, 210)) -> bytes:
-    """PNG bytes of molecules in a grid of ``per_row`` columns, ``cell`` pixels each.
-
-    2D coordinates come from RDKit's CoordGen (``rdDepictor.SetPreferCoordGen``: templates for rings and
-    macrocycles, fewer overlapping atoms than the default depictor), straightened; unparsable SMILES leave an
-    empty cell with their legend.
-    """
+def depict(smiles: list[str]) -> list:
+    """RDKit molecules with 2D coordinates from CoordGen (None for unparsable SMILES), straightened so
+    rings and chains sit on the usual angles. The global CoordGen preference is restored afterwards."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem import rdDepictor
-    from rdkit.Chem.Draw import rdMolDraw2D
 
     RDLogger.DisableLog("rdApp.*")
     prefer = rdDepictor.GetPreferCoordGen()
@@ -220,14 +215,26 @@ def molecule_png(smiles: list[str], legends: list[str], per_row: int, cell: tupl
         mols = []
         for smi in smiles:
             mol = Chem.MolFromSmiles(smi) if isinstance(smi, str) and smi else None
-            if mol is None:
-                mol = Chem.Mol()
-            else:
+            if mol is not None:
                 rdDepictor.Compute2DCoords(mol)
                 rdDepictor.StraightenDepiction(mol)
             mols.append(mol)
     finally:
         rdDepictor.SetPreferCoordGen(prefer)
+    return mols
+
+
+def molecule_png(smiles: list[str], legends: list[str], per_row: int, cell: tuple[int, int] = (260, 210)) -> bytes:
+    """PNG bytes of molecules in a grid of ``per_row`` columns, ``cell`` pixels each.
+
+    2D coordinates come from RDKit's CoordGen (``rdDepictor.SetPreferCoordGen``: templates for rings and
+    macrocycles, fewer overlapping atoms than the default depictor), straightened; unparsable SMILES leave an
+    empty cell with their legend.
+    """
+    from rdkit import Chem
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    mols = [mol if mol is not None else Chem.Mol() for mol in depict(smiles)]
     per_row = max(1, min(per_row, len(mols)))
     n_rows = -(-len(mols) // per_row)
     drawer = rdMolDraw2D.MolDraw2DCairo(per_row * cell[0], n_rows * cell[1], cell[0], cell[1])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
+from archetool.analysis.base import exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
 
 log = logging.getLogger("archetool")
@@ -195,11 +195,14 @@ class SVQVAEAnalysis(ModelAnalysis):
         written.append(plots.heatmap(dist, classes, out_dir / "code_distances.png",
                                      f"svqvae: distance between the {K} class codes ({label}), clustered",
                                      cmap="viridis_r", cluster=True, vmin=0.0))
-        if "smiles" in ex.columns and len(ex):
-            legends = [f"{r[label]} #{r['rank']} {r['id']}" for _, r in ex.iterrows()]
-            written.append(plots.molecule_grid(ex["smiles"].tolist(), legends, out_dir / "exemplars.png",
-                                               min(n_exemplars, len(rows))))
+        smiles, legends = exemplar_legends(ex, label)
+        if smiles:
+            written.append(plots.molecule_grid(smiles, legends, out_dir / "exemplars.png", min(n_exemplars, len(rows))))
         return written
+
+    def exemplar_molecules(self, model, rows: pd.DataFrame, n_exemplars: int) -> tuple[list[str], list[str]]:
+        """SMILES and legends of the molecules nearest each class code (empty when the rows hold none)."""
+        return exemplar_legends(self.exemplars(model, rows, self.codes(model), n_exemplars), self.label_column(model))
 
     def exemplars(self, model, rows: pd.DataFrame, codes: np.ndarray, n: int) -> pd.DataFrame:
         """The ``n`` real rows nearest each class code (any label), with their own label and prediction."""

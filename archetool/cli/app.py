@@ -127,6 +127,7 @@ def fit(
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
     settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
 ) -> None:
     """Train a model and save it to a model directory."""
     from archetool.fitting import FitOptions
@@ -150,7 +151,7 @@ def fit(
         from archetool.analysis.deepaa import sweep_k
 
         out_dir = Path(options.out) if options.out else options.default_out().with_name(Path(data).name.split(".")[0] + ".k-sweep")
-        table = sweep_k(options, ks, out_dir)
+        table = sweep_k(options, ks, out_dir, seeds=sweep_seeds)
         log.info("wrote %s and %s", out_dir / "k_sweep.csv", out_dir / "k_sweep.png")
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return
