@@ -175,3 +175,18 @@ def test_unsupported_object_is_one_clear_line():
 
     with pytest.raises(InputError, match="cannot read a list: pass a file path, an AnnData, a pandas DataFrame"):
         archetool.fit([[1, 2], [3, 4]], **FAST)
+
+
+def test_readme_notebook_flow_on_bundled_pbmc68k_reduced(tmp_path):
+    """The README's notebook section, small: scanpy's bundled data (no download), nvae, neighbours, UMAP."""
+    sc = pytest.importorskip("scanpy")
+    import archetool
+
+    adata = sc.datasets.pbmc68k_reduced()[:, :60].copy()
+    model = archetool.fit(adata, model="nvae", label="bulk_labels", out=str(tmp_path / "m"), **FAST)
+    model.embed(adata)
+    assert adata.obsm["X_nvae"].shape == (700, model.module.latent_dim)
+    assert set(adata.obs["nvae_pred_label"].cat.categories) == set(adata.obs["bulk_labels"].astype(str))
+    sc.pp.neighbors(adata, use_rep="X_nvae", n_neighbors=10)
+    sc.tl.umap(adata, random_state=0, maxiter=20)
+    assert adata.obsm["X_umap"].shape == (700, 2) and np.isfinite(adata.obsm["X_umap"]).all()
