@@ -6,6 +6,10 @@ Python API (heavy libraries load on first use)::
     model = archetool.fit("molecules.smi", side=["heat_capacity"], k=4, epochs=50)
     model = archetool.load("molecules.deepaa.archetool")
     table = model.embed("more_molecules.smi")
+
+    model = archetool.fit(adata, model="nvae", label="bulk_labels")   # an AnnData in memory
+    model.embed(adata)              # fills adata.obsm["X_nvae"], adata.obs["nvae_pred_label"]
+    archetool.pl.kl_bars(model)     # figures: archetool.pl
 """
 
 __version__ = "0.1.0"
@@ -13,12 +17,30 @@ __version__ = "0.1.0"
 
 def fit(data, **options):
     """Train a model on ``data``; keywords are the :class:`archetool.fitting.FitOptions` fields
-    (model, side, label, k, epochs, out, device, ...). Returns an :class:`archetool.model.ArchetoolModel`."""
+    (model, side, label, k, epochs, out, layer, likelihood, device, ...). Returns an
+    :class:`archetool.model.ArchetoolModel`.
+
+    ``data``: a file path; an AnnData (``X`` or ``layer=``; ``side``/``label`` are ``obs`` keys); a pandas
+    DataFrame (numeric columns are the features, or a SMILES column holds molecules); or a 2-D numpy array
+    with ``feature_names=``. In-memory data without ``out=`` are saved to a new temporary directory.
+    """
+    import os
+
     from archetool.fitting import FitOptions, fit as _fit
 
     if isinstance(options.get("side"), str):
         options["side"] = [options["side"]]
-    return _fit(FitOptions(data=str(data), **options))
+    if isinstance(data, os.PathLike):
+        data = str(data)
+    return _fit(FitOptions(data=data, **options))
+
+
+def __getattr__(name):
+    if name == "pl":  # figures; imports matplotlib on first use
+        import importlib
+
+        return importlib.import_module("archetool.pl")
+    raise AttributeError(f"module 'archetool' has no attribute {name!r}")
 
 
 def load(directory, device: str = "cpu"):
@@ -28,4 +50,4 @@ def load(directory, device: str = "cpu"):
     return ArchetoolModel.load(directory, device=device)
 
 
-__all__ = ["fit", "load", "__version__"]
+__all__ = ["fit", "load", "pl", "__version__"]

@@ -95,6 +95,21 @@ def _report_rejects(data, out: Path | None, rejects, written: int) -> None:
                 data, len(table), len(table) + written, target)
 
 
+def anndata_annotations(model, frame) -> tuple[dict, dict, dict]:
+    """What an embedding table adds to an AnnData (``embed --out x.h5ad`` and ``model.embed(adata)``):
+    obsm {'X_<kind>': z (n, d) float32, '<kind>_weights': deepaa's a0.. (n, k)}, obs {'<kind>_pred_*': (n,)}
+    and, for obs columns of class labels, their categories in class order."""
+    kind = model.kind
+    z = [c for c in frame.columns if c.startswith("z") and c[1:].isdigit()]
+    weights = [c for c in frame.columns if c.startswith("a") and c[1:].isdigit()]
+    obsm = {f"X_{kind}": frame[z].to_numpy(np.float32)}
+    if weights:
+        obsm[f"{kind}_weights"] = frame[weights].to_numpy(np.float32)
+    preds = {f"{kind}_{c}": frame[c].to_numpy() for c in frame.columns if c.startswith("pred_")}
+    labels = {f"{kind}_pred_label": model.prep.classes} if f"{kind}_pred_label" in preds else {}
+    return obsm, preds, labels
+
+
 def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int, threads: int | None) -> int:
     """A copy of the input .h5ad with obsm['X_<kind>'] (z), obsm['<kind>_weights'] (deepaa's a0..) and
     obs['<kind>_pred_*'], written chunk by chunk (memory flat, see :mod:`archetool.io_h5ad`)."""
@@ -108,15 +123,9 @@ def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: in
     with atomic_path(out) as tmp, H5adAnnotator(data, tmp, n_rows) as annotator, \
             closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks:
         for _, frame in chunks:
-            z = [c for c in frame.columns if c.startswith("z") and c[1:].isdigit()]
-            weights = [c for c in frame.columns if c.startswith("a") and c[1:].isdigit()]
-            obsm = {f"X_{kind}": frame[z].to_numpy(np.float32)}
-            if weights:
-                obsm[f"{kind}_weights"] = frame[weights].to_numpy(np.float32)
-            preds = {f"{kind}_{c}": frame[c].to_numpy() for c in frame.columns if c.startswith("pred_")}
-            labels = {f"{kind}_pred_label": model.prep.classes} if f"{kind}_pred_label" in preds else None
-            annotator.write(obsm, preds, labels)
-            written, z_dim = written + len(frame), len(z)
+            obsm, preds, labels = anndata_annotations(model, frame)
+            annotator.write(obsm, preds, labels or None)
+            written, z_dim = written + len(frame), obsm[f"X_{kind}"].shape[1]
     seconds = time.perf_counter() - tic
     log.info("embedded %d rows in %.1fs (%.0f rows/s) -> %s with obsm['X_%s'] (%d x %d)", written, seconds,
              written / max(seconds, 1e-9), out, kind, written, z_dim)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,12 @@ class FitOptions:
     hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
+    data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
+    in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
+    likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
     """
 
-    data: str
+    data: object
     model: str = "deepaa"
     side: list[str] = field(default_factory=list)
     label: str | None = None
@@ -57,8 +60,27 @@ class FitOptions:
     likelihood: str | None = None
     model_options: dict = field(default_factory=dict)
     progress_bar: bool | None = None
+    feature_names: list[str] | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        import os
+
+        return not isinstance(self.data, (str, os.PathLike))
+
+    def data_name(self) -> str:
+        """The data path, or a description of in-memory data ('AnnData (700 cells x 765 genes)')."""
+        if self.in_memory:
+            from archetool.data.readers.memory import describe
+
+            return describe(self.data)
+        return str(self.data)
 
     def default_out(self) -> Path:
+        if self.in_memory:
+            import tempfile
+
+            return Path(tempfile.mkdtemp(prefix=f"archetool-{self.model}-"))
         data = Path(self.data)
         stem = data.name.split(".")[0]
         return data.parent / f"{stem}.{self.model}.archetool"
@@ -84,22 +106,26 @@ def fit(options: FitOptions):
     if not dist_info.is_main:  # one voice: only rank 0 logs progress
         log.setLevel(logging.WARNING)
     out = Path(options.out) if options.out else options.default_out()
+    if options.out is None and options.in_memory and dist_info.is_main:
+        log.info("in-memory data and no out=: the model is saved to %s (model.save(DIR) keeps a copy elsewhere)", out)
+    data_name = options.data_name()
     tic = time.perf_counter()
     data, prep = load_training_data(
         options.data, side=options.side, label=options.label, labels_file=options.labels_file,
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
-        read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column),
+        read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column,
+                                 extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors),
         likelihood=options.likelihood,
     )
-    log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", options.data, len(data.ids),
+    log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
     if len(data.rejects) and dist_info.is_main:
         from archetool.io_tables import write_table
 
         rejects_path = write_table(data.rejects, out / "rejects.csv")
         log.warning("%s: %d of %d SMILES could not be parsed and were skipped; rows and SMILES written to %s",
-                    options.data, len(data.rejects), len(data.rejects) + len(data.ids), rejects_path)
+                    data_name, len(data.rejects), len(data.rejects) + len(data.ids), rejects_path)
     hparams = model_adapter.hparams(options, prep, data)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -125,8 +151,10 @@ def fit(options: FitOptions):
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
-        "train": config.to_dict(), "seed": options.seed, "data": str(options.data), "device": str(device),
-        "world_size": dist_info.world_size, "options": {k: v for k, v in asdict(options).items() if k != "progress_bar"},
+        "train": config.to_dict(), "seed": options.seed, "data": data_name, "device": str(device),
+        "world_size": dist_info.world_size,
+        "options": {**{f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("progress_bar", "data")},
+                    "data": data_name},
         "summary": summary,
         "restarts": restarts,
     }

@@ -240,10 +240,80 @@ class ArchetoolModel:
             raise infinite_value_error(data, chunk.ids, self.prep.feature_names, err.row, err.col) from None
         return chunk, self.embedding_frame(chunk.ids, outputs)
 
-    def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
-        """Embed a whole file in memory and return the embedding table (Python API)."""
+    def embed(self, data, batch_size: int = 4096, inplace: bool = True) -> pd.DataFrame:
+        """Embed ``data`` (a file path, an AnnData, a DataFrame or an array with the model's feature
+        columns) and return the embedding table: id column, z0.., the model's columns (Python API).
+
+        An AnnData also gets, unless ``inplace=False``, the same annotations ``embed --out x.h5ad`` writes:
+        obsm["X_<model>"] (n, d), obsm["deepaa_weights"] (deepaa) and obs["<model>_pred_label"] (categorical)
+        / obs["<model>_pred_<side>"].
+        """
         frames = [frame for _, frame in self.iter_embeddings(data, batch_size=batch_size)]
-        return pd.concat(frames, ignore_index=True)
+        table = pd.concat(frames, ignore_index=True)
+        from archetool.data.readers.memory import is_anndata
+
+        if inplace and is_anndata(data):
+            from archetool.embedding import anndata_annotations
+
+            obsm, obs, categories = anndata_annotations(self, table)
+            for key, value in obsm.items():
+                data.obsm[key] = value
+            for key, value in obs.items():
+                if key in categories:
+                    value = pd.Categorical(value, categories=[str(c) for c in categories[key]])
+                data.obs[key] = value  # positional: one value per cell, in order
+        return table
+
+    # --- analyses (the CLI commands call these) -----------------------------------------------
+    def analysis_rows(self, data=None) -> pd.DataFrame | None:
+        """The rows analyses use: the embedding table of ``data`` (+ SMILES, side values, labels), else
+        the stored training rows (None when there are none)."""
+        from archetool.analysis.base import analysis_rows
+
+        if data is None and self.training_rows is None:
+            return None
+        return analysis_rows(self, data)
+
+    def archetypes(self, data=None) -> pd.DataFrame:
+        """The archetypes (deepaa: a0..; nvae/svqvae: one row per class code) with their latent points,
+        nearest real molecules where the rows hold SMILES, predicted side values and decoded features in
+        the input's units -- ``archetypes.csv`` of ``archetool archetypes``. ``data``: rows for the per-class
+        counts and nearest molecules (default: the training rows)."""
+        from archetool.analysis import adapter
+        from archetool.analysis.base import analysis_rows
+
+        return adapter(self.kind).archetypes_table(self, analysis_rows(self, data))
+
+    def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, seed: int = 0,
+               data=None) -> pd.DataFrame:
+        """``n`` draws from the model's prior, decoded (``archetool sample``): class-conditioned models take a
+        ``label``; ``temperature`` scales the prior's spread; molecules get their nearest real molecules in
+        ``data`` (default: the training rows). Same ``seed``, same samples."""
+        import torch
+
+        from archetool.analysis import adapter
+
+        rows = self.analysis_rows(data)
+        torch.manual_seed(seed)
+        return adapter(self.kind).sample(self, n, label, temperature, rows)
+
+    def interpolate(self, start: str | None = None, end: str | None = None, steps: int = 10,
+                    grid: int | None = None, data=None) -> pd.DataFrame:
+        """Decode ``steps`` points on the straight latent line from ``start`` to ``end`` (an archetype a0..,
+        a class label, or a sample id of ``data`` / the training rows), or, deepaa only, a barycentric
+        ``grid`` with that many steps per edge (``archetool interpolate``)."""
+        from archetool.analysis import adapter
+        from archetool.errors import ArchetoolError
+
+        analysis = adapter(self.kind)
+        rows = self.analysis_rows(data)
+        if grid is not None:
+            if not hasattr(analysis, "grid"):
+                raise ArchetoolError(f"--grid applies to deepaa models; this model is {self.kind}")
+            return analysis.grid(self, grid, rows)
+        if start is None or end is None:
+            raise ArchetoolError("interpolate needs --start and --end (or --grid N for deepaa)")
+        return analysis.interpolate(self, start, end, steps, rows)
 
     # --- helpers for analyses -----------------------------------------------------------------
     def decode_features(self, x_model: np.ndarray) -> pd.DataFrame:

@@ -140,12 +140,23 @@ def test_h5ad_in_and_out(tmp_path, h5ad_file):
     assert "deepaa_pred_n_counts" in adata.obs
 
 
-def test_k_sweep_writes_elbow_table_and_png(tmp_path, table_csv):
-    result = run_cli("fit", table_csv, "--side", "y", "--k", "2-4", "--out", tmp_path / "sweep", *FAST_FIT)
+def test_k_sweep_writes_per_seed_rows_mean_sd_and_png(tmp_path, table_csv):
+    result = run_cli("fit", table_csv, "--side", "y", "--k", "2-3", "--sweep-seeds", "2", "--seed", "5",
+                     "--out", tmp_path / "sweep", *FAST_FIT)
     assert result.exit_code == 0, result.output
-    table = pd.read_csv(tmp_path / "sweep" / "k_sweep.csv")
-    assert list(table["k"]) == [2, 3, 4] and {"val_side_mse", "val_recon_mse", "val_r2_y"} <= set(table.columns)
-    assert (tmp_path / "sweep" / "k_sweep.png").is_file() and (tmp_path / "sweep" / "k3" / "config.json").is_file()
+    table = pd.read_csv(tmp_path / "sweep" / "k_sweep.csv", dtype={"seed": str})
+    assert {"val_side_mse", "val_recon_mse", "val_r2_y"} <= set(table.columns)
+    runs = table[~table["seed"].isin(["mean", "sd"])]
+    assert list(zip(runs["k"], runs["seed"])) == [(2, "5"), (2, "6"), (3, "5"), (3, "6")]
+    for k in (2, 3):
+        values = runs.loc[runs["k"] == k, "val_side_mse"].to_numpy()
+        mean = table.loc[(table["k"] == k) & (table["seed"] == "mean"), "val_side_mse"].item()
+        sd = table.loc[(table["k"] == k) & (table["seed"] == "sd"), "val_side_mse"].item()
+        assert mean == pytest.approx(values.mean(), rel=1e-9) and sd == pytest.approx(values.std(ddof=1), rel=1e-9)
+    assert runs["val_side_mse"].nunique() == 4  # the seeds really differ
+    for name in ("k_sweep.png", "k2/config.json", "k3-s6/config.json"):
+        assert (tmp_path / "sweep" / name).is_file(), name
+    assert json.loads((tmp_path / "sweep" / "k3-s6" / "config.json").read_text())["seed"] == 6
 
 
 def test_python_api(tmp_path, table_csv):

@@ -10,10 +10,11 @@ import pandas as pd
 from archetool.errors import ArchetoolError, InputError, preview
 
 
-def analysis_rows(model, data: str | Path | None = None) -> pd.DataFrame:
+def analysis_rows(model, data: str | Path | None = None, columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Embedding table (+ smiles, side values, labels when known) of ``data``, or of the training rows.
 
-    Columns: the id column first, z0.., model columns, then ``smiles``, side and label columns if present.
+    Columns: the id column first, z0.., model columns, then ``smiles``, side and label columns if present,
+    then the requested per-row ``columns`` of ``data`` that it has (e.g. an obs key to colour a plot by).
     """
     if data is None:
         if model.training_rows is None:
@@ -29,12 +30,24 @@ def analysis_rows(model, data: str | Path | None = None) -> pd.DataFrame:
                 frame[name] = pd.to_numeric(chunk.obs[name], errors="coerce").to_numpy()
         if prep.label_column and prep.label_column in chunk.obs.columns:
             frame[prep.label_column] = chunk.obs[prep.label_column].astype(str).to_numpy()
+        for name in columns:
+            if name in chunk.obs.columns and name not in frame.columns:
+                frame[name] = chunk.obs[name].to_numpy()
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
     if len(rows) == 0:
         raise InputError(f"{data}: no usable rows")
-    rows.attrs["data"] = str(data)  # lets an analysis re-read the rows' features (nvae's KL detector)
+    if isinstance(data, (str, Path)):
+        rows.attrs["data"] = str(data)  # lets an analysis re-read the rows' features (nvae's KL detector)
     return rows
+
+
+def exemplar_legends(exemplars: pd.DataFrame, group: str) -> tuple[list[str], list[str]]:
+    """(SMILES, legends '<group> #<rank> <id>') of an exemplars table; empty lists without a smiles column."""
+    if "smiles" not in exemplars.columns or not len(exemplars):
+        return [], []
+    legends = [f"{r[group]} #{r['rank']} {r['id']}" for _, r in exemplars.iterrows()]
+    return exemplars["smiles"].tolist(), legends
 
 
 def latent_matrix(rows: pd.DataFrame, latent_dim: int) -> np.ndarray:

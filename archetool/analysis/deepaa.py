@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from archetool.analysis.base import ModelAnalysis, id_column, latent_matrix, line_between
-from archetool.errors import ArchetoolError
+from archetool.errors import ArchetoolError, preview
 
 log = logging.getLogger("archetool")
 
@@ -85,19 +85,18 @@ class DeepAAAnalysis(ModelAnalysis):
         return weights
 
     # --- archetypes ---------------------------------------------------------------------------
-    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
-        from archetool.analysis import plots
-        from archetool.io_tables import write_table
+    def archetypes_table(self, model, rows: pd.DataFrame | None) -> pd.DataFrame:
+        """archetypes.csv: one row per archetype a0..: predicted side values and decoded features."""
+        return self.points_table(model, pd.DataFrame({"archetype": archetype_names(model.module.n_archetypes)}),
+                                 self.codes(model))
 
-        module, prep = model.module, model.prep
-        k = module.n_archetypes
-        names = archetype_names(k)
+    def exemplars(self, model, rows: pd.DataFrame, n_exemplars: int) -> pd.DataFrame:
+        """exemplars.csv: the ``n_exemplars`` rows with the largest weight on each archetype (archetype, rank,
+        id, smiles, weight, latent distance to the vertex, side values)."""
+        names = archetype_names(model.module.n_archetypes)
         Z = self.codes(model)
-        table = self.points_table(model, pd.DataFrame({"archetype": names}), Z)
-        written = [write_table(table, out_dir / "archetypes.csv")]
-
         weights = rows[names].to_numpy()
-        latent = latent_matrix(rows, module.latent_dim)
+        latent = latent_matrix(rows, model.module.latent_dim)
         ids = rows[id_column(model)].astype(str).to_numpy()
         ex = []
         for j, name in enumerate(names):
@@ -108,31 +107,62 @@ class DeepAAAnalysis(ModelAnalysis):
                     rec["smiles"] = rows["smiles"].iloc[i]
                 rec["weight"] = float(weights[i, j])
                 rec["distance"] = float(np.linalg.norm(latent[i] - Z[j]))
-                for side in prep.side_names:
+                for side in model.prep.side_names:
                     if side in rows.columns:
                         rec[side] = rows[side].iloc[i]
                 ex.append(rec)
-        exemplars = pd.DataFrame(ex)
-        written.append(write_table(exemplars, out_dir / "exemplars.csv"))
+        return pd.DataFrame(ex)
 
-        colour_name = next((s for s in prep.side_names if s in rows.columns), None)
+    def exemplar_molecules(self, model, rows: pd.DataFrame, n_exemplars: int) -> tuple[list[str], list[str]]:
+        """SMILES and legends ('a0 #1 <id> <side>=<value>') of the exemplars; empty without molecules."""
+        ex = self.exemplars(model, rows, n_exemplars)
+        if "smiles" not in ex.columns:
+            return [], []
+        side = model.prep.side_names[0] if model.prep.side_names and model.prep.side_names[0] in ex.columns else None
+        legends = [f"{r['archetype']} #{r['rank']} {r['id']}" + (f" {side}={r[side]:.3g}" if side else "")
+                   for _, r in ex.iterrows()]
+        return ex["smiles"].tolist(), legends
+
+    def simplex_inputs(self, model, rows: pd.DataFrame, color: str | None = None) -> tuple:
+        """The arguments of ``plots.simplex_figure`` for ``rows``: (weights, colour values, colour name, corner
+        labels, title, categorical). Colour: ``color``, else the first side column, else the label column,
+        else the predicted side value."""
+        prep = model.prep
+        k = model.module.n_archetypes
+        names = archetype_names(k)
+        weights = rows[names].to_numpy()
         categorical = False
-        if colour_name is None and prep.label_column and prep.label_column in rows.columns:
-            colour_name, categorical = prep.label_column, True
-        if colour_name is None and prep.side_names:
-            colour_name = f"pred_{prep.side_names[0]}"
+        if color is not None:
+            if color not in rows.columns:
+                raise ArchetoolError(f"color={color!r} is not a column of the rows ({preview(rows.columns)}) nor of the "
+                                     "data; pass data= holding it")
+            colour_name = color
+            categorical = not pd.api.types.is_numeric_dtype(rows[color])
+        else:
+            colour_name = next((s for s in prep.side_names if s in rows.columns), None)
+            if colour_name is None and prep.label_column and prep.label_column in rows.columns:
+                colour_name, categorical = prep.label_column, True
+            if colour_name is None and prep.side_names:
+                colour_name = f"pred_{prep.side_names[0]}"
         colour = rows[colour_name].to_numpy() if colour_name else None
-        labels = [f"{n}" + (f"\n{colour_name}≈{table[f'pred_{prep.side_names[0]}'].iloc[j]:.3g}" if prep.side_names else "")
-                  for j, n in enumerate(names)]
-        written.append(plots.simplex_plot(weights, colour, colour_name, out_dir / "simplex.png", labels,
-                                          f"deepaa: {len(rows)} samples in the {k}-archetype simplex", categorical))
-        if "smiles" in exemplars.columns:
-            per_row = n_exemplars
-            legends = []
-            for rec in ex:
-                extra = f" {prep.side_names[0]}={rec[prep.side_names[0]]:.3g}" if prep.side_names and prep.side_names[0] in rec else ""
-                legends.append(f"{rec['archetype']} #{rec['rank']} {rec['id']}{extra}")
-            written.append(plots.molecule_grid(exemplars["smiles"].tolist(), legends, out_dir / "exemplars.png", per_row))
+        labels = list(names)
+        if prep.side_names:
+            pred = self.decode_table(model, self.codes(model))[f"pred_{prep.side_names[0]}"]
+            labels = [f"{n}\n{prep.side_names[0]}≈{pred.iloc[j]:.3g}" for j, n in enumerate(names)]
+        title = f"deepaa: {len(rows)} samples in the {k}-archetype simplex"
+        return weights, colour, colour_name, labels, title, categorical
+
+    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
+        from archetool.analysis import plots
+        from archetool.io_tables import write_table
+
+        written = [write_table(self.archetypes_table(model, rows), out_dir / "archetypes.csv")]
+        written.append(write_table(self.exemplars(model, rows, n_exemplars), out_dir / "exemplars.csv"))
+        weights, colour, colour_name, labels, title, categorical = self.simplex_inputs(model, rows)
+        written.append(plots.simplex_plot(weights, colour, colour_name, out_dir / "simplex.png", labels, title, categorical))
+        smiles, legends = self.exemplar_molecules(model, rows, n_exemplars)
+        if smiles:
+            written.append(plots.molecule_grid(smiles, legends, out_dir / "exemplars.png", n_exemplars))
         return written
 
     # --- samples and interpolation --------------------------------------------------------------
@@ -159,26 +189,48 @@ class DeepAAAnalysis(ModelAnalysis):
         return self.points_table(model, front, latent, rows)
 
 
-def sweep_k(options, ks: list[int], out_dir: Path) -> pd.DataFrame:
-    """Fit deepaa for each k (models in ``out_dir/k{k}``); table of held-out errors and an elbow PNG."""
+def sweep_k(options, ks: list[int], out_dir: Path, seeds: int = 3) -> pd.DataFrame:
+    """Fit deepaa for each k with ``seeds`` seeds (options.seed, +1, ...; models in ``out_dir/k{k}`` for the
+    first seed, ``out_dir/k{k}-s{seed}`` for the others).
+
+    Writes k_sweep.csv -- one row per (k, seed) with its held-out errors, then one row per k with
+    ``seed`` "mean" and one with "sd" (sample standard deviation over the seeds) -- and k_sweep.png (mean with
+    +-1 sd error bars, each seed a dot), so seed noise is not read as an elbow. Returns the table.
+    """
     from archetool.analysis import plots
     from archetool.fitting import fit
     from archetool.io_tables import write_table
 
     if any(k < 2 for k in ks):
-        raise ArchetoolError(f"--ks {','.join(map(str, ks))}: every k must be at least 2")
+        raise ArchetoolError(f"--k {','.join(map(str, ks))}: every k must be at least 2")
+    if seeds < 1:
+        raise ArchetoolError(f"--sweep-seeds {seeds}: needs at least 1 seed")
     records = []
     for k in ks:
-        log.info("sweep: fitting k=%d", k)
-        model = fit(replace(options, k=k, out=str(out_dir / f"k{k}"), resume=False))
-        best = next((h for h in model.history if h["epoch"] == model.config["summary"]["best_epoch"]), model.history[-1])
-        rec = {"k": k, "val_recon_mse": best.get("val_recon_mse", np.nan), "val_loss": best.get("val_loss", np.nan)}
-        if "val_side_mse" in best:
-            rec["val_side_mse"] = best["val_side_mse"]
-        rec.update({key: v for key, v in model.config["summary"].items() if key.startswith(("val_r2_", "val_rmse_"))})
-        records.append(rec)
-    table = pd.DataFrame(records)
+        for s in range(seeds):
+            seed = options.seed + s
+            log.info("sweep: fitting k=%d, seed %d (%d of %d)", k, seed, len(records) + 1, len(ks) * seeds)
+            out = out_dir / (f"k{k}" if s == 0 else f"k{k}-s{seed}")
+            model = fit(replace(options, k=k, seed=seed, out=str(out), resume=False))
+            best = next((h for h in model.history if h["epoch"] == model.config["summary"]["best_epoch"]), model.history[-1])
+            rec = {"k": k, "seed": seed, "val_recon_mse": best.get("val_recon_mse", np.nan), "val_loss": best.get("val_loss", np.nan)}
+            if "val_side_mse" in best:
+                rec["val_side_mse"] = best["val_side_mse"]
+            rec.update({key: v for key, v in model.config["summary"].items() if key.startswith(("val_r2_", "val_rmse_"))})
+            records.append(rec)
+    per_seed = pd.DataFrame(records)
+    table = pd.concat([per_seed.astype({"seed": object}), sweep_summary(per_seed)], ignore_index=True)
     write_table(table, out_dir / "k_sweep.csv")
-    cols = [c for c in ("val_side_mse", "val_recon_mse") if c in table.columns]
-    plots.elbow_plot(table, out_dir / "k_sweep.png", cols)
+    cols = [c for c in ("val_side_mse", "val_recon_mse") if c in per_seed.columns]
+    plots.elbow_plot(per_seed, out_dir / "k_sweep.png", cols)
     return table
+
+
+def sweep_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Per k, a "mean" row and an "sd" row (sample sd; NaN with one seed) of every metric column."""
+    metrics = [c for c in per_seed.columns if c not in ("k", "seed")]
+    grouped = per_seed.groupby("k", sort=True)[metrics]
+    mean, sd = grouped.mean().reset_index(), grouped.std(ddof=1).reset_index()
+    mean.insert(1, "seed", "mean")
+    sd.insert(1, "seed", "sd")
+    return pd.concat([mean, sd]).sort_values("k", kind="stable").reset_index(drop=True)

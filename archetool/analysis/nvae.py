@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
+from archetool.analysis.base import exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
 
 log = logging.getLogger("archetool")
@@ -238,20 +238,37 @@ class NVAEAnalysis(ModelAnalysis):
                     true_counts += c
         used_pred = true_counts.sum() == 0
         sums, counts = (pred_sums, pred_counts) if used_pred else (true_sums, true_counts)
-        note = f"{source}, " + ("predicted classes" if used_pred else f"labels from {label!r}")
+        from archetool.data.readers.memory import describe
+
+        name = source if isinstance(source, str) else describe(source)
+        note = f"{name}, " + ("predicted classes" if used_pred else f"labels from {label!r}")
         return detector_table(sums, counts, classes, module.class_dim), note
 
-    # --- archetypes = class codes -------------------------------------------------------------
-    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
-        from archetool.analysis import plots
-        from archetool.io_tables import write_table
+    @staticmethod
+    def kl_bar_values(kl: pd.DataFrame) -> tuple[dict, dict]:
+        """The detector table as bar groups (class latent, shared latent): (KL values, z-column names)."""
+        bars, ticks = {}, {}
+        for part, name in (("class", "class latent z_c"), ("shared", "shared latent z_s")):
+            sel = kl["latent"] == part
+            if sel.any():
+                bars[name], ticks[name] = kl.loc[sel, "kl"].to_numpy(), kl.loc[sel, "column"].tolist()
+        return bars, ticks
 
+    def exemplar_molecules(self, model, rows: pd.DataFrame, n_exemplars: int) -> tuple[list[str], list[str]]:
+        """SMILES and legends of each class's exemplars (empty when the rows hold no molecules)."""
+        row_cls, source = self.row_classes(model, rows)
+        ex = self.exemplars(model, rows, self.codes(model), row_cls, source, n_exemplars)
+        return exemplar_legends(ex, self.label_column(model))
+
+    # --- archetypes = class codes -------------------------------------------------------------
+    def archetypes_table(self, model, rows: pd.DataFrame | None, row_cls: np.ndarray | None = None) -> pd.DataFrame:
+        """archetypes.csv: one row per class: samples in ``rows`` and held-out accuracy, the code (m_y, 0)
+        and the decoded prototype. ``row_cls``: the rows' classes if already known (:meth:`row_classes`)."""
         module, prep = model.module, model.prep
         label = self.label_column(model)
         classes = self.classes(model)
         K, d = len(classes), module.latent_dim
         codes = self.codes(model)
-        class_ids = np.arange(K)
         features = set(prep.feature_names)
 
         # class codes and decoded prototypes
@@ -259,33 +276,42 @@ class NVAEAnalysis(ModelAnalysis):
         if features & set(zcols) or label in features:
             zcols = [f"code_z{j}" for j in range(d)]
         table = pd.DataFrame({label: classes})
+        if rows is not None:
+            if row_cls is None:
+                row_cls, _ = self.row_classes(model, rows)
+            table["n_samples"] = np.bincount(row_cls[row_cls >= 0], minlength=K)
+            if label in rows.columns and "split" in rows.columns:
+                val = (rows["split"] == "val").to_numpy() & (row_cls >= 0)
+                hits = rows["pred_label"].astype(str).to_numpy() == rows[label].astype(str).to_numpy()
+                table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any()
+                                         else np.nan for k in range(K)]
+        return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
+                                 labels=np.arange(K))
+
+    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
+        from archetool.analysis import plots
+        from archetool.io_tables import write_table
+
+        module, prep = model.module, model.prep
+        label = self.label_column(model)
+        classes = self.classes(model)
+        K = len(classes)
+        codes = self.codes(model)
+        class_ids = np.arange(K)
         row_cls, source = self.row_classes(model, rows)
-        table["n_samples"] = np.bincount(row_cls[row_cls >= 0], minlength=K)
-        if label in rows.columns and "split" in rows.columns:
-            val = (rows["split"] == "val").to_numpy() & (row_cls >= 0)
-            hits = rows["pred_label"].astype(str).to_numpy() == rows[label].astype(str).to_numpy()
-            table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any() else np.nan
-                                     for k in range(K)]
-        table = self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
-                                  labels=class_ids)
-        written = [write_table(table, out_dir / "archetypes.csv")]
+        written = [write_table(self.archetypes_table(model, rows, row_cls), out_dir / "archetypes.csv")]
 
         # exemplars: rows of each class nearest its code (m_y, 0)
         ex = self.exemplars(model, rows, codes, row_cls, source, n_exemplars)
         written.append(write_table(ex, out_dir / "exemplars.csv"))
-        if "smiles" in ex.columns and len(ex):
-            legends = [f"{r[label]} #{r['rank']} {r['id']}" for _, r in ex.iterrows()]
-            written.append(plots.molecule_grid(ex["smiles"].tolist(), legends, out_dir / "exemplars.png",
-                                               max(1, min(n_exemplars, len(ex)))))
+        smiles, legends = exemplar_legends(ex, label)
+        if smiles:
+            written.append(plots.molecule_grid(smiles, legends, out_dir / "exemplars.png", max(1, min(n_exemplars, len(ex)))))
 
         # the detector of class-dependent factors
         kl, note = self.kl_detector(model, rows)
         written.append(write_table(kl, out_dir / "kl_per_dim.csv"))
-        bars, ticks = {}, {}
-        for part, name in (("class", "class latent z_c"), ("shared", "shared latent z_s")):
-            sel = kl["latent"] == part
-            if sel.any():
-                bars[name], ticks[name] = kl.loc[sel, "kl"].to_numpy(), kl.loc[sel, "column"].tolist()
+        bars, ticks = self.kl_bar_values(kl)
         written.append(plots.bar_chart(bars, out_dir / "kl_per_dim.png",
                                        f"nvae: mean KL per latent dimension ({note})", "KL (nats)", tick_labels=ticks))
         log.info("kl_per_dim: %s", ", ".join(f"{r.column}({r.latent})={r.kl:.2f} {r.role}" for r in kl.itertuples()))

@@ -1,4 +1,9 @@
-"""PNG figures (matplotlib, Agg backend; imported only by the commands that draw)."""
+"""Figures (matplotlib; imported only by the code that draws).
+
+Each ``*_figure`` function builds a matplotlib Figure (on ``ax`` when given, else a new figure) and returns
+it: :mod:`archetool.pl` hands them to notebook users. The ``*_plot`` / writer functions call the same
+builders and save a PNG, so the CLI and the Python API draw with one code path.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,18 @@ from archetool.atomic import atomic_path
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in __import__("sys").modules:  # keep a notebook's own backend
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _axes(ax, figsize):
+    """(figure, axes): ``ax`` and its figure, or a new figure of ``figsize`` inches."""
+    if ax is not None:
+        return ax.figure, ax
+    return _pyplot().subplots(figsize=figsize)
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -36,11 +49,17 @@ def polygon_vertices(k: int) -> np.ndarray:
 
 def simplex_plot(weights: np.ndarray, colour: np.ndarray | None, colour_name: str | None, path: Path,
                  labels: list[str], title: str, categorical: bool = False) -> Path:
+    """:func:`simplex_figure` saved as a PNG."""
+    return save_figure(simplex_figure(weights, colour, colour_name, labels, title, categorical), path)
+
+
+def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: str | None,
+                   labels: list[str], title: str, categorical: bool = False, ax=None):
     """Samples placed by their archetype weights (n, k) inside the k-gon whose corners are the archetypes."""
     plt = _pyplot()
     corners = polygon_vertices(weights.shape[1])
     xy = weights @ corners
-    fig, ax = plt.subplots(figsize=(6.2, 5.6))
+    fig, ax = _axes(ax, (6.2, 5.6))
     ax.fill(*np.vstack([corners, corners[:1]]).T, color="0.95", zorder=0)
     ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.6", lw=1, zorder=1)
     if colour is None:
@@ -63,27 +82,53 @@ def simplex_plot(weights: np.ndarray, colour: np.ndarray | None, colour_name: st
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title, fontsize=10, pad=30)
-    return save_figure(fig, path)
+    return fig
 
 
 def elbow_plot(table, path: Path, columns: list[str]) -> Path:
-    """Validation errors against k (one line per column)."""
+    """:func:`k_sweep_figure` saved as a PNG."""
+    return save_figure(k_sweep_figure(table, columns), path)
+
+
+def k_sweep_figure(table, columns: list[str], axes=None):
+    """Held-out errors against k, one panel per column: the mean over the seeds with +-1 sd error bars and
+    every seed's value as a faint dot (``table``: one row per (k, seed), as in k_sweep.csv; a table with
+    a row per k draws plain points). ``axes``: one matplotlib axes per column."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
-    for ax, col in zip(axes[0], columns):
-        ax.plot(table["k"], table[col], "o-")
+    if axes is None:
+        fig, grid = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+        axes = list(grid[0])
+    else:
+        axes = list(np.atleast_1d(axes))
+        fig = axes[0].figure
+    per_seed = table[table["seed"].notna()] if "seed" in table.columns else table
+    for ax, col in zip(axes, columns):
+        stats = per_seed.groupby("k")[col].agg(["mean", "std", "count"]).reset_index()
+        n_seeds = int(stats["count"].max()) if len(stats) else 0
+        ax.errorbar(stats["k"], stats["mean"], yerr=stats["std"].fillna(0.0) if n_seeds > 1 else None,
+                    fmt="o-", capsize=4, lw=1.5, color="tab:blue",
+                    label=f"mean ± sd of {n_seeds} seeds" if n_seeds > 1 else None)
+        if n_seeds > 1:
+            ax.scatter(per_seed["k"], per_seed[col], s=12, color="0.45", alpha=0.6, zorder=3, label="one seed")
+            ax.legend(fontsize=7)
+        ax.set_xticks(sorted(stats["k"].unique()))
         ax.set_xlabel("k (archetypes)")
         ax.set_ylabel(col)
         ax.grid(alpha=0.3)
     fig.suptitle("Choosing k: held-out errors", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 def heatmap(matrix: np.ndarray, labels: list[str], path: Path, title: str, cmap: str = "RdBu_r",
             cluster: bool = True, vmin=None, vmax=None) -> Path:
+    """:func:`heatmap_figure` saved as a PNG."""
+    return save_figure(heatmap_figure(matrix, labels, title, cmap, cluster, vmin, vmax), path)
+
+
+def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, cmap: str = "RdBu_r",
+                   cluster: bool = True, vmin=None, vmax=None, ax=None):
     """A (clustered) square heatmap; rows/columns reordered by average-linkage clustering when ``cluster``."""
-    plt = _pyplot()
     order = np.arange(len(labels))
     if cluster and len(labels) > 2:
         from scipy.cluster.hierarchy import leaves_list, linkage
@@ -95,7 +140,7 @@ def heatmap(matrix: np.ndarray, labels: list[str], path: Path, title: str, cmap:
         order = leaves_list(linkage(squareform(np.clip(dist, 0, None), checks=False), "average"))
     m = matrix[np.ix_(order, order)]
     size = min(16, 3 + 0.18 * len(labels))
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = _axes(ax, (size + 1, size))
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
     ticks = np.arange(len(labels))
     names = [labels[i] for i in order]
@@ -104,17 +149,23 @@ def heatmap(matrix: np.ndarray, labels: list[str], path: Path, title: str, cmap:
     ax.set_yticks(ticks, names, fontsize=fs)
     fig.colorbar(im, ax=ax, shrink=0.7)
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
+    return fig
 
 
 def bar_chart(values: dict[str, np.ndarray], path: Path, title: str, ylabel: str,
               tick_labels: dict[str, list[str]] | None = None) -> Path:
+    """:func:`bar_figure` saved as a PNG."""
+    return save_figure(bar_figure(values, title, ylabel, tick_labels), path)
+
+
+def bar_figure(values: dict[str, np.ndarray], title: str, ylabel: str,
+               tick_labels: dict[str, list[str]] | None = None, ax=None):
     """Grouped bars: one group per key (e.g. class latent, shared latent), one bar per dimension.
 
     ``tick_labels`` (optional): per key, one label per bar (e.g. the embedding's z-column names).
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * sum(len(v) for v in values.values()), 3.4))
+    fig, ax = _axes(ax, (1.2 + 0.35 * sum(len(v) for v in values.values()), 3.4))
     pos = 0
     colours = plt.get_cmap("tab10")
     ticks, labels = [], []
@@ -129,7 +180,7 @@ def bar_chart(values: dict[str, np.ndarray], path: Path, title: str, ylabel: str
     ax.set_xticks(ticks, labels, rotation=90 if len(ticks) > 24 else 0, fontsize=7)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
+    return fig
 
 
 def image_grid(images: np.ndarray, path: Path, row_labels: list[str], col_labels: list[str] | None, title: str) -> Path:
@@ -151,17 +202,71 @@ def image_grid(images: np.ndarray, path: Path, row_labels: list[str], col_labels
     return save_figure(fig, path)
 
 
-def molecule_grid(smiles: list[str], legends: list[str], path: Path, per_row: int) -> Path:
-    """RDKit drawing of molecules in a grid (one row per archetype/class)."""
-    from rdkit import Chem
-    from rdkit.Chem import Draw
+def depict(smiles: list[str]) -> list:
+    """RDKit molecules with 2D coordinates from CoordGen (None for unparsable SMILES), straightened so
+    rings and chains sit on the usual angles. The global CoordGen preference is restored afterwards."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import rdDepictor
 
-    mols = [Chem.MolFromSmiles(s) if s else None for s in smiles]
-    mols = [m if m is not None else Chem.Mol() for m in mols]
-    image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(220, 180), legends=legends)
+    RDLogger.DisableLog("rdApp.*")
+    prefer = rdDepictor.GetPreferCoordGen()
+    rdDepictor.SetPreferCoordGen(True)
+    try:
+        mols = []
+        for smi in smiles:
+            mol = Chem.MolFromSmiles(smi) if isinstance(smi, str) and smi else None
+            if mol is not None:
+                rdDepictor.Compute2DCoords(mol)
+                rdDepictor.StraightenDepiction(mol)
+            mols.append(mol)
+    finally:
+        rdDepictor.SetPreferCoordGen(prefer)
+    return mols
+
+
+def molecule_png(smiles: list[str], legends: list[str], per_row: int, cell: tuple[int, int] = (260, 210)) -> bytes:
+    """PNG bytes of molecules in a grid of ``per_row`` columns, ``cell`` pixels each.
+
+    2D coordinates come from RDKit's CoordGen (``rdDepictor.SetPreferCoordGen``: templates for rings and
+    macrocycles, fewer overlapping atoms than the default depictor), straightened; unparsable SMILES leave an
+    empty cell with their legend.
+    """
+    from rdkit import Chem
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    mols = [mol if mol is not None else Chem.Mol() for mol in depict(smiles)]
+    per_row = max(1, min(per_row, len(mols)))
+    n_rows = -(-len(mols) // per_row)
+    drawer = rdMolDraw2D.MolDraw2DCairo(per_row * cell[0], n_rows * cell[1], cell[0], cell[1])
+    options = drawer.drawOptions()
+    options.legendFontSize = 15
+    options.legendFraction = 0.16
+    options.padding = 0.08
+    options.bondLineWidth = 1.6
+    options.minFontSize = 11
+    options.drawMolsSameScale = False  # each molecule fills its cell ...
+    options.fixedBondLength = 28  # ... but small ones are not blown up
+    drawer.DrawMolecules(mols, legends=[str(x) for x in legends])
+    drawer.FinishDrawing()
+    return drawer.GetDrawingText()
+
+
+def molecule_grid(smiles: list[str], legends: list[str], path: Path, per_row: int) -> Path:
+    """:func:`molecule_png` written to ``path`` (one row per archetype/class)."""
+    data = molecule_png(smiles, legends, per_row)
     with atomic_path(path) as tmp:
-        if hasattr(image, "save"):
-            image.save(tmp, format="PNG")
-        else:
-            tmp.write_bytes(image.data)
+        tmp.write_bytes(data)
     return path
+
+
+def molecule_grid_figure(smiles: list[str], legends: list[str], per_row: int, ax=None):
+    """:func:`molecule_png` shown in a matplotlib figure (on ``ax`` when given)."""
+    import io
+
+    plt = _pyplot()
+    image = plt.imread(io.BytesIO(molecule_png(smiles, legends, per_row)), format="png")
+    h, w = image.shape[:2]
+    fig, ax = _axes(ax, (w / 100, h / 100))
+    ax.imshow(image)
+    ax.axis("off")
+    return fig

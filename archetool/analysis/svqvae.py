@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
+from archetool.analysis.base import exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
 
 log = logging.getLogger("archetool")
@@ -135,21 +135,19 @@ class SVQVAEAnalysis(ModelAnalysis):
         return np.where(np.isfinite(spread), spread, DEFAULT_SPREAD)
 
     # --- archetypes = class codes -------------------------------------------------------------
-    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
-        from archetool.analysis import plots
-        from archetool.io_tables import write_table
-
-        prep = model.prep
+    def archetypes_table(self, model, rows: pd.DataFrame | None) -> pd.DataFrame:
+        """archetypes.csv: one row per class: samples in ``rows`` and held-out accuracy, the code
+        and the decoded prototype."""
         label = self.label_column(model)
         classes = self.classes(model)
         codes = self.codes(model)
-        K, D = codes.shape
-        features = set(prep.feature_names)
+        D = codes.shape[1]
+        features = set(model.prep.feature_names)
         zcols = [f"z{j}" for j in range(D)]
         if features & set(zcols) or label in features:
             zcols = [f"code_z{j}" for j in range(D)]
         table = pd.DataFrame({label: classes})
-        if label in rows.columns:
+        if rows is not None and label in rows.columns:
             counts = rows[label].astype(str).value_counts()
             table["n_samples"] = [int(counts.get(c, 0)) for c in classes]
             if "split" in rows.columns:
@@ -157,8 +155,17 @@ class SVQVAEAnalysis(ModelAnalysis):
                 hits = val["pred_label"].astype(str).to_numpy() == val[label].astype(str).to_numpy()
                 truth = val[label].astype(str).to_numpy()
                 table["val_accuracy"] = [float(hits[truth == c].mean()) if (truth == c).any() else np.nan for c in classes]
-        table = self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes)
-        written = [write_table(table, out_dir / "archetypes.csv")]
+        return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes)
+
+    def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
+        from archetool.analysis import plots
+        from archetool.io_tables import write_table
+
+        label = self.label_column(model)
+        classes = self.classes(model)
+        codes = self.codes(model)
+        K = codes.shape[0]
+        written = [write_table(self.archetypes_table(model, rows), out_dir / "archetypes.csv")]
 
         dist, corr = code_distances(codes), code_correlations(codes)
         dist_frame = pd.DataFrame(dist, columns=classes)
@@ -188,11 +195,14 @@ class SVQVAEAnalysis(ModelAnalysis):
         written.append(plots.heatmap(dist, classes, out_dir / "code_distances.png",
                                      f"svqvae: distance between the {K} class codes ({label}), clustered",
                                      cmap="viridis_r", cluster=True, vmin=0.0))
-        if "smiles" in ex.columns and len(ex):
-            legends = [f"{r[label]} #{r['rank']} {r['id']}" for _, r in ex.iterrows()]
-            written.append(plots.molecule_grid(ex["smiles"].tolist(), legends, out_dir / "exemplars.png",
-                                               min(n_exemplars, len(rows))))
+        smiles, legends = exemplar_legends(ex, label)
+        if smiles:
+            written.append(plots.molecule_grid(smiles, legends, out_dir / "exemplars.png", min(n_exemplars, len(rows))))
         return written
+
+    def exemplar_molecules(self, model, rows: pd.DataFrame, n_exemplars: int) -> tuple[list[str], list[str]]:
+        """SMILES and legends of the molecules nearest each class code (empty when the rows hold none)."""
+        return exemplar_legends(self.exemplars(model, rows, self.codes(model), n_exemplars), self.label_column(model))
 
     def exemplars(self, model, rows: pd.DataFrame, codes: np.ndarray, n: int) -> pd.DataFrame:
         """The ``n`` real rows nearest each class code (any label), with their own label and prediction."""

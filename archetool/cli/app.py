@@ -123,10 +123,11 @@ def fit(
     n_bits: int = typer.Option(2048, "--n-bits", min=8, help="Morgan fingerprint size."),
     counts: bool = typer.Option(False, "--counts", help="Morgan count fingerprints (log1p, Gaussian)."),
     descriptors: bool = typer.Option(True, "--descriptors/--no-descriptors", help="Add RDKit 2D descriptors to the fingerprint bits."),
-    likelihood: Optional[str] = typer.Option(None, "--likelihood", help="gaussian | bernoulli (default: from the features)."),
+    likelihood: Optional[str] = typer.Option(None, "--likelihood", help="gaussian | bernoulli | nb (raw counts: negative binomial with per-cell library size; default: from the features)."),
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
     settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
 ) -> None:
     """Train a model and save it to a model directory."""
     from archetool.fitting import FitOptions
@@ -150,7 +151,7 @@ def fit(
         from archetool.analysis.deepaa import sweep_k
 
         out_dir = Path(options.out) if options.out else options.default_out().with_name(Path(data).name.split(".")[0] + ".k-sweep")
-        table = sweep_k(options, ks, out_dir)
+        table = sweep_k(options, ks, out_dir, seeds=sweep_seeds)
         log.info("wrote %s and %s", out_dir / "k_sweep.csv", out_dir / "k_sweep.png")
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return
@@ -209,22 +210,12 @@ def interpolate(
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
 ) -> None:
     """Decode points on a straight line in latent space (or a barycentric grid)."""
-    from archetool.analysis import adapter
-    from archetool.analysis.base import analysis_rows
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir)
-    analysis = adapter(model.kind)
-    rows = analysis_rows(model, data) if (data is not None or model.training_rows is not None) else None
-    if grid is not None:
-        if not hasattr(analysis, "grid"):
-            raise ArchetoolError(f"--grid applies to deepaa models; {model_dir} is {model.kind}")
-        table = analysis.grid(model, grid, rows)
-    else:
-        if start is None or end is None:
-            raise ArchetoolError("interpolate needs --start and --end (or --grid N for deepaa)")
-        table = analysis.interpolate(model, start, end, steps, rows)
-    _stdout_or_file(table, out)
+    if grid is not None and model.kind != "deepaa":
+        raise ArchetoolError(f"--grid applies to deepaa models; {model_dir} is {model.kind}")
+    _stdout_or_file(model.interpolate(start, end, steps, grid=grid, data=data), out)
 
 
 @app.command()
@@ -238,17 +229,10 @@ def sample(
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
 ) -> None:
     """Draw new samples from the model's prior and decode them."""
-    import torch
-
-    from archetool.analysis import adapter
-    from archetool.analysis.base import analysis_rows
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir)
-    rows = analysis_rows(model, data) if (data is not None or model.training_rows is not None) else None
-    torch.manual_seed(seed)
-    table = adapter(model.kind).sample(model, n, label, temperature, rows)
-    _stdout_or_file(table, out)
+    _stdout_or_file(model.sample(n, label=label, temperature=temperature, seed=seed, data=data), out)
 
 
 @app.command()

@@ -31,6 +31,8 @@ class Preprocessing:
     x_mean, x_std: (p,) standardisation of features (None for Bernoulli fingerprints)
     side_names, side_mean, side_std: side columns and their standardisation (original units)
     label_column, classes: class column and the class names, index = model class id
+    x_transform: "log1p" for count data (negative-binomial likelihood): the model reads log1p(counts),
+                 not standardised (x_mean None), and the likelihood recovers the counts with expm1
     """
 
     source_kind: str
@@ -46,6 +48,7 @@ class Preprocessing:
     id_column: str | None = None
     smiles_column: str | None = None
     layer: str | None = None
+    x_transform: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +72,9 @@ class Preprocessing:
         """
         x = np.asarray(x)
         own = inplace and x.dtype == np.float32 and x.flags.writeable and x.flags.c_contiguous
+        if self.x_transform == "log1p":  # counts: log1p(counts) in float32 (check_counts refused negatives)
+            x = np.log1p(x, out=x) if own else np.log1p(np.asarray(x, dtype=np.float32))
+            own = True
         if self.x_mean is not None:
             out = x if own else np.empty(x.shape, np.result_type(x.dtype, np.float32))
             mean, std = np.asarray(self.x_mean, np.float32), np.asarray(self.x_std, np.float32)
@@ -84,7 +90,9 @@ class Preprocessing:
         return np.nan_to_num(x, nan=0.0).astype(np.float32, copy=False)
 
     def unscale_x(self, x: np.ndarray) -> np.ndarray:
-        """Model space -> original feature units (probabilities for Bernoulli fingerprints)."""
+        """Model space -> original feature units (probabilities for Bernoulli fingerprints, counts for nb)."""
+        if self.x_transform == "log1p":
+            return np.expm1(x)
         if self.x_mean is None:
             return x
         return x * np.asarray(self.x_std, np.float32) + np.asarray(self.x_mean, np.float32)
@@ -123,6 +131,25 @@ def check_finite_features(x: np.ndarray, path, ids: np.ndarray, feature_names: l
     if bad.any():
         row, col = (int(i[0]) for i in np.nonzero(bad))
         raise infinite_value_error(path, ids, feature_names, row, col)
+
+
+def check_counts(x: np.ndarray, path, ids: np.ndarray, feature_names: list[str], fitting: bool = True) -> None:
+    """The negative-binomial likelihood models counts: refuse negative values (one line naming the first)."""
+    with np.errstate(invalid="ignore"):
+        if x.size == 0 or not np.nanmin(x) < 0:
+            return
+    row, col = (int(i[0]) for i in np.nonzero(x < 0))
+    fix = ("pass raw counts (e.g. layer/--layer counts), or use --likelihood gaussian for normalised or scaled data"
+           if fitting else "the model (--likelihood nb) needs raw counts like those it was fitted on")
+    raise InputError(f"{path}: --likelihood nb needs non-negative counts, but the row with id {str(ids[row])!r} holds "
+                     f"{float(x[row, col]):.4g} in feature {feature_names[col]!r}; {fix}")
+
+
+def _looks_like_counts(x: np.ndarray) -> bool:
+    """Non-negative whole numbers, not all 0/1 (raw counts rather than normalised, scaled or binary data)."""
+    sample = x[: min(len(x), 2000)]
+    finite = sample[np.isfinite(sample)]
+    return bool(finite.size and finite.min() >= 0 and finite.max() > 1 and np.all(finite == np.round(finite)))
 
 
 @dataclass
@@ -194,19 +221,22 @@ def load_training_data(
     min_class_size: int = 2,
     strict_classes: bool = False,
 ) -> tuple[Dataset, Preprocessing]:
-    """Read, validate and featurise a training file. Raises InputError with one line on bad input."""
-    path = Path(path)
+    """Read, validate and featurise a training file (or in-memory data, see ``open_source``).
+    Raises InputError with one line on bad input."""
     options = read_options or ReadOptions()
     source = open_source(path, options)
+    path = source.path  # in-memory data: a name such as 'AnnData (700 cells x 765 genes)'
+    in_memory = not isinstance(path, Path)
     batch = source.read()
     side = list(side or [])
     if labels_file is not None:
         label = attach_labels(batch, Path(labels_file), label)
     columns = list(batch.obs.columns)
+    where = " obs" if source.kind == "expression" and in_memory else ""
     for col in side:
-        _check_column(path, columns, col, "side", "--side")
+        _check_column(path, columns, col, f"side{where}", "side=" if in_memory else "--side")
     if label is not None:
-        _check_column(path, columns, label, "label", "--label")
+        _check_column(path, columns, label, f"label{where}", "label=" if in_memory else "--label")
 
     # side columns: numeric, count missing
     keep = np.ones(len(batch), bool)
@@ -255,8 +285,20 @@ def load_training_data(
     lik = likelihood or featurizer.likelihood
     prep = Preprocessing(source_kind=source.kind, featurizer=featurizer.state(), likelihood=lik,
                          id_column=id_column, smiles_column=smiles_column, layer=options.layer)
+    if lik == "nb":  # counts: the encoder reads log1p(counts), unstandardised (as scVI); see likelihoods.NegativeBinomial
+        check_counts(x, path, ids, featurizer.feature_names)
+        finite = x[np.isfinite(x)]
+        if finite.size and not np.all(finite == np.round(finite)):
+            log.warning("%s: --likelihood nb models raw counts, but the data hold non-integer values (e.g. %.4g); "
+                        "normalised or log-transformed data need --likelihood gaussian", path,
+                        float(finite[finite != np.round(finite)][0]))
+        prep.x_transform = "log1p"
+    elif likelihood is None and source.kind == "expression" and _looks_like_counts(x):
+        log.warning("%s: the expression values look like raw counts (non-negative whole numbers); "
+                    "consider --likelihood nb (negative binomial with per-cell library size) instead of the "
+                    "Gaussian on standardised counts", path)
     n_binary = {"gaussian": 0, "bernoulli": x.shape[1]}.get(lik, int(lik.split(":")[-1]) if lik.startswith("mixed:") else 0)
-    if n_binary < x.shape[1]:  # standardise the continuous features; binary ones stay 0/1
+    if lik != "nb" and n_binary < x.shape[1]:  # standardise the continuous features; binary ones stay 0/1
         with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
@@ -324,9 +366,9 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
     (``chunk.scaled`` False) for a consumer that scales each batch itself, right before the model reads
     it (``ArchetoolModel``'s streaming embed: one pass over memory fewer).
     """
-    path = Path(path)
     options = read_options or ReadOptions(layer=prep.layer, obs_columns=obs_columns)
     source = open_source(path, options)
+    path = source.path
     if source.kind != prep.source_kind and not (source.kind == "molecules" and prep.source_kind == "table"):
         raise InputError(f"{path}: holds {source.kind} data but the model was fitted on {prep.source_kind} data")
     featurizer = prep.make_featurizer()
@@ -358,6 +400,8 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
         # float64 features (tables, descriptors) are scaled here, in float64 as at fit time: the same bits
         if scale or prep.x_mean is None or np.asarray(feats.x).dtype != np.float32:
             check_finite_features(feats.x, path, ids, featurizer.feature_names)
+            if prep.x_transform == "log1p":
+                check_counts(feats.x, path, ids, featurizer.feature_names, fitting=False)
             x, scaled = prep.scale_x(feats.x, inplace=inplace), True
         else:  # the consumer checks and scales, batch by batch
             x, scaled = np.asarray(feats.x, dtype=np.float32), False

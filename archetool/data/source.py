@@ -42,13 +42,13 @@ class RawBatch:
 class Source(Protocol):
     """An opened input file.
 
-    path:    the file
+    path:    the file (in-memory data: a name such as 'AnnData (700 cells x 765 genes)', used in messages)
     kind:    one of :data:`KINDS`
     columns: names usable as ``--side`` / ``--label`` (obs / table columns)
     n_rows:  number of rows (samples) if known without a full read, else None
     """
 
-    path: Path
+    path: Path | str
     kind: str
     columns: list[str]
     n_rows: int | None

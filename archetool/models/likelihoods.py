@@ -1,7 +1,8 @@
 """Observation models p(x | decoder output) for the decoders.
 
 ``nll(out, x)`` returns the per-sample negative log-likelihood, shape (n,), summed over features.
-``mean(out)`` maps decoder output (n, p) to E[x] in model space (probabilities for Bernoulli).
+``mean(out)`` maps decoder output (n, p) to E[x] in model space (probabilities for Bernoulli,
+log1p of expected counts for the negative binomial).
 """
 
 from __future__ import annotations
@@ -96,12 +97,61 @@ class MixedLikelihood(nn.Module):
         return torch.cat([self.bits.mean(out[:, :b]), self.values.mean(out[:, b:])], dim=1)
 
 
+class NegativeBinomialLikelihood(nn.Module):
+    """NB(counts; mu, theta) for raw counts (scVI-style), with per-cell library size.
+
+    Model space is x = log1p(counts) (the encoder's input, see ``Preprocessing.x_transform``); the counts are
+    recovered as round(expm1(x)). The decoder output ``out`` (n, p) are logits over genes:
+    mu = softmax(out) * library, library = the row's total count (n, 1), so the decoder models composition and
+    the observed depth scales it. theta (p,) is a learned per-gene inverse dispersion (variance mu + mu^2/theta).
+    ``mean(out)`` gives log1p(E[counts]) at the training rows' mean library size (buffer ``library``, an
+    exponential average updated in training), so decoded prototypes are counts of a typical cell.
+    """
+
+    name = "nb"
+
+    def __init__(self, n_features: int, momentum: float = 0.05):
+        super().__init__()
+        self.log_theta = nn.Parameter(torch.zeros(n_features))
+        self.register_buffer("library", torch.zeros(()))
+        self.momentum = float(momentum)
+
+    @staticmethod
+    def counts(x: torch.Tensor) -> torch.Tensor:
+        """Model space log1p(counts) -> counts (n, p)."""
+        return torch.expm1(x).round().clamp_min(0)
+
+    def log_prob(self, out: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """log NB(counts | softmax(out) * library, theta), per row and gene: (n, p)."""
+        library = counts.sum(-1, keepdim=True)
+        log_mu = F.log_softmax(out, dim=-1) + torch.log(library.clamp_min(1.0))
+        log_theta = self.log_theta.clamp(-10.0, 12.0)
+        theta = log_theta.exp()
+        log_theta_mu = torch.logaddexp(log_theta, log_mu)  # log(theta + mu)
+        return (torch.lgamma(counts + theta) - torch.lgamma(theta) - torch.lgamma(counts + 1.0)
+                + theta * (log_theta - log_theta_mu) + counts * (log_mu - log_theta_mu))
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        counts = self.counts(x)
+        if self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                mean_library = counts.sum(-1).mean()
+                first = self.library <= 0
+                self.library.copy_(torch.where(first, mean_library, torch.lerp(self.library, mean_library, self.momentum)))
+        return -self.log_prob(out, counts).sum(-1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(torch.softmax(out, dim=-1) * self.library.clamp_min(1.0))
+
+
 def make_likelihood(name: str, n_features: int, variance: str = "learned") -> nn.Module:
-    """"gaussian", "bernoulli" or "mixed:<n_binary>"; ``variance`` is the Gaussian variance mode."""
+    """"gaussian", "bernoulli", "mixed:<n_binary>" or "nb"; ``variance`` is the Gaussian variance mode."""
+    if name == "nb":
+        return NegativeBinomialLikelihood(n_features)
     if name.startswith("mixed:"):
         return MixedLikelihood(n_features, int(name.split(":", 1)[1]), variance)
     if name == "gaussian":
         return GaussianLikelihood(n_features, variance)
     if name == "bernoulli":
         return BernoulliLikelihood(n_features)
-    raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli or mixed:<n_binary>")
+    raise ValueError(f"unknown likelihood {name!r}; choose gaussian, bernoulli, nb or mixed:<n_binary>")

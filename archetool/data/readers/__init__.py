@@ -6,6 +6,7 @@ Add a format by writing a Source class and one line in :data:`READERS`.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from archetool.data.source import ReadOptions, Source
@@ -36,8 +37,16 @@ def data_extension(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def open_source(path: str | Path, options: ReadOptions | None = None) -> Source:
-    """Open ``path`` with the reader registered for its extension; errors are one-line InputErrors."""
+def open_source(path, options: ReadOptions | None = None) -> Source:
+    """Open ``path`` with the reader registered for its extension; errors are one-line InputErrors.
+
+    ``path`` may also be an in-memory AnnData, DataFrame or numpy array (Python API): see
+    :mod:`archetool.data.readers.memory`. A Source's ``path`` names the data in messages.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        from archetool.data.readers.memory import open_memory
+
+        return open_memory(path, options or ReadOptions())
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path")
