@@ -23,6 +23,8 @@ class FitOptions:
     hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
+    decoder: "selfies" (a SELFIES sequence decoder that generates molecules), "none", or None = "selfies"
+    for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight).
     """
 
     data: str
@@ -57,6 +59,8 @@ class FitOptions:
     likelihood: str | None = None
     model_options: dict = field(default_factory=dict)
     progress_bar: bool | None = None
+    decoder: str | None = None
+    decoder_options: dict = field(default_factory=dict)
 
     def default_out(self) -> Path:
         data = Path(self.data)
@@ -79,6 +83,8 @@ def fit(options: FitOptions):
         raise ArchetoolError(f"--model {options.model!r} is unknown; choose one of {', '.join(MODEL_REGISTRY)}")
     model_adapter = adapter(options.model)
     model_adapter.check_options(options)
+    if options.decoder not in (None, "selfies", "none"):
+        raise ArchetoolError(f"--decoder {options.decoder!r} is unknown; choose selfies (generate molecules) or none")
     device = resolve_device(options.device)
     dist_info = init_distributed(device)
     if not dist_info.is_main:  # one voice: only rank 0 logs progress
@@ -90,7 +96,7 @@ def fit(options: FitOptions):
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
         read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors),
-        likelihood=options.likelihood,
+        likelihood=options.likelihood, decoder=options.decoder,
     )
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", options.data, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
@@ -98,9 +104,15 @@ def fit(options: FitOptions):
         from archetool.io_tables import write_table
 
         rejects_path = write_table(data.rejects, out / "rejects.csv")
-        log.warning("%s: %d of %d SMILES could not be parsed and were skipped; rows and SMILES written to %s",
+        log.warning("%s: %d of %d molecules could not be used and were skipped; rows, SMILES and reasons written to %s",
                     options.data, len(data.rejects), len(data.rejects) + len(data.ids), rejects_path)
     hparams = model_adapter.hparams(options, prep, data)
+    if data.tokens is not None:
+        from archetool.data.selfies_tokens import SelfiesVocabulary
+
+        vocabulary = SelfiesVocabulary.from_state(prep.sequence)
+        hparams["sequence_decoder"] = {"vocab_size": vocabulary.size, "max_length": vocabulary.max_length,
+                                       **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out)
@@ -124,7 +136,7 @@ def fit(options: FitOptions):
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
-        "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
+        "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.full_hparams(),
         "train": config.to_dict(), "seed": options.seed, "data": str(options.data), "device": str(device),
         "world_size": dist_info.world_size, "options": {k: v for k, v in asdict(options).items() if k != "progress_bar"},
         "summary": summary,
@@ -164,6 +176,8 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
         arrays["side"] = data.side
     if "label" in module_class.needs:
         arrays["label"] = data.label
+    if data.tokens is not None:
+        arrays["tokens"] = data.tokens
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():

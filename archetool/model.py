@@ -245,6 +245,42 @@ class ArchetoolModel:
         frames = [frame for _, frame in self.iter_embeddings(data, batch_size=batch_size)]
         return pd.concat(frames, ignore_index=True)
 
+    def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, archetype: str | None = None,
+               spread: float = 0.2, weights: list[float] | None = None, seed: int = 0,
+               data: str | Path | None = None) -> pd.DataFrame:
+        """Draw ``n`` points from the model's prior and decode them (what ``archetool sample`` writes).
+
+        Molecule models with a sequence decoder generate one new molecule per row (``smiles``, ``novel``, the
+        most similar training molecule and its Tanimoto similarity); the set's validity, uniqueness, novelty
+        and internal diversity are in ``table.attrs["generation"]`` and logged. deepaa: ``archetype`` ("aI",
+        near that vertex, ``spread`` in [0, 1]) or ``weights`` (a point of the simplex); nvae/svqvae: ``label``.
+        ``temperature`` scales the latent noise and the token sampling. ``data``: real rows for the nearest
+        neighbours (default: the training rows). Seeded by ``seed``.
+        """
+        import torch
+
+        from archetool.analysis import adapter, generation
+        from archetool.analysis.base import analysis_rows
+        from archetool.errors import ArchetoolError
+
+        extra = {}
+        if archetype is not None or weights is not None:
+            if self.kind != "deepaa":
+                flag = "--archetype" if archetype is not None else "--weights"
+                raise ArchetoolError(f"{flag} applies to deepaa models (points of the archetype simplex); this model is "
+                                     f"{self.kind}: choose a class with --label")
+            extra = {"archetype": archetype, "spread": spread, "weights": weights}
+        if not np.isfinite(temperature) or temperature < 0:
+            raise ArchetoolError(f"--temperature {temperature}: must be a finite number >= 0")
+        rows = analysis_rows(self, data) if (data is not None or self.training_rows is not None) else None
+        torch.manual_seed(seed)
+        table = adapter(self.kind).sample(self, n, label, temperature, rows, **extra)
+        if "generation" in table.attrs:
+            log.info(generation.metrics_line(table.attrs["generation"]))
+        elif generation.is_molecule_model(self):
+            log.warning(generation.no_decoder_reason(self))
+        return table
+
     # --- helpers for analyses -----------------------------------------------------------------
     def decode_features(self, x_model: np.ndarray) -> pd.DataFrame:
         """Model-space feature means (m, p) -> DataFrame in original units under the input's feature names."""
