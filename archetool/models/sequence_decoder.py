@@ -21,8 +21,8 @@ class SequenceDecoder(nn.Module):
     condition_dim: size of c; embedding_dim, hidden_dim: token embedding and GRU state sizes;
     token_weight: weight of the mean token cross-entropy in the model's loss."""
 
-    def __init__(self, vocab_size: int, max_length: int, condition_dim: int, embedding_dim: int = 48,
-                 hidden_dim: int = 192, condition_width: int = 64, token_weight: float = 1.0):
+    def __init__(self, vocab_size: int, max_length: int, condition_dim: int, embedding_dim: int = 32,
+                 hidden_dim: int = 128, condition_width: int = 32, token_weight: float = 1.0):
         super().__init__()
         self.vocab_size, self.max_length, self.condition_dim = int(vocab_size), int(max_length), int(condition_dim)
         self.embedding_dim, self.hidden_dim, self.condition_width = int(embedding_dim), int(hidden_dim), int(condition_width)
@@ -55,6 +55,8 @@ class SequenceDecoder(nn.Module):
 
     def loss(self, condition: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy (nats) per token over the non-padding positions (symbols and the end token)."""
+        longest = int((tokens != PAD).sum(1).max())  # the batch's columns past its longest molecule are padding
+        tokens = tokens[:, : max(longest, 1)]
         logits = self.logits(condition, tokens)
         return F.cross_entropy(logits.reshape(-1, self.vocab_size), tokens.reshape(-1), ignore_index=PAD)
 
