@@ -110,10 +110,11 @@ def main() -> None:
     parser.add_argument("--per-archetype", type=int, default=200)
     parser.add_argument("--time-pairs", type=int, default=1, help="with/without-decoder timing pairs (0: skip)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="600 molecules, 300 samples, 50 per archetype, no timing")
+    parser.add_argument("--epochs", type=int, default=100, help="fit epochs (early stopping may end sooner)")
+    parser.add_argument("--quick", action="store_true", help="500 molecules, 300 samples, 50 per archetype, no timing")
     args = parser.parse_args()
     if args.quick:
-        args.molecules, args.samples, args.per_archetype, args.time_pairs = 600, 300, 50, 0
+        args.molecules, args.samples, args.per_archetype, args.time_pairs = 500, 300, 50, 0
     import logging
 
     import torch
@@ -133,12 +134,12 @@ def main() -> None:
     lines = [f"# Molecule generation benchmark (issue 11)\n",
              f"Machine: {machine()}; load before: {load_average()}. Data: {len(train)} QM9 molecules from qm9pack "
              f"(seed {args.seed}, none of sample_data/molecules.smi), {len(heldout)} held out. "
-             f"Command: `nice -n 10 .venv/bin/python benchmarks/molecule_generation.py"
-             f"{' --quick' if args.quick else ''}`\n"]
+             f"Command: `nice -n 10 .venv/bin/python benchmarks/molecule_generation.py {' '.join(sys.argv[1:])}`\n"]
+    print(f"models in {work}", file=sys.stderr)
 
     # 1. quality from the prior ------------------------------------------------------------------
     t0 = time.perf_counter()
-    model = fit(table, work / "deepaa", side=["tpsa"], k=4, seed=0)
+    model = fit(table, work / "deepaa", side=["tpsa"], k=4, seed=0, epochs=args.epochs)
     fit_s = time.perf_counter() - t0
     summary = model.config["summary"]
     prior = model.sample(args.samples, seed=1)
@@ -197,7 +198,7 @@ def main() -> None:
     # 4. nvae classes ----------------------------------------------------------------------------
     from rdkit import Chem
 
-    nvae = fit(table, work / "nvae", model="nvae", label="hetero", seed=0)
+    nvae = fit(table, work / "nvae", model="nvae", label="hetero", seed=0, epochs=args.epochs)
     cls_rows = []
     freq = train["hetero"].value_counts(normalize=True)
     for c in sorted(train["hetero"].unique()):

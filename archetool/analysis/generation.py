@@ -196,11 +196,11 @@ def write_generated_picture(model, analysis, names: list[str], greedy: list[str 
             if len(picks) == per_code:
                 break
         row_smiles = [greedy[j]] + [p["smiles"] for p in picks]
-        row_legends = [f"{name} (greedy)"]
-        if side and table_side is not None:
+        row_legends = [f"{name} greedy"]
+        if side and table_side is not None:  # RDKit's legend font has no "≈"
             pred = analysis.decode_table(model, analysis.codes(model)[j : j + 1])[f"pred_{side}"].iloc[0]
-            row_legends[0] += f" {side}≈{pred:.3g}"
-            row_legends += [f"{name} {side}≈{p[f'pred_{side}']:.3g}" for p in picks]
+            row_legends[0] += f" {side}={pred:.3g}"
+            row_legends += [f"{name} {side}={p[f'pred_{side}']:.3g}" for p in picks]
         else:
             row_legends += [f"{name} sample {i + 1}" for i in range(len(picks))]
         pad = per_code + 1 - len(row_smiles)
