@@ -299,6 +299,8 @@ class ArchetoolModel:
             "label": self.prep.label_column,
             "classes": len(self.prep.classes) or None,
             "latent_dim": self.module.latent_dim,
+            "decoder": (f"selfies ({len(self.prep.sequence['symbols'])} symbols, up to {self.prep.sequence['max_length']})"
+                        if self.prep.sequence and getattr(self.module, "sequence_decoder", None) is not None else None),
             "parameters": n_params,
             "hparams": self.config.get("hparams"),
             "train": self.config.get("train"),

@@ -114,7 +114,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="500 molecules, 300 samples, 50 per archetype, no timing")
     args = parser.parse_args()
     if args.quick:
-        args.molecules, args.samples, args.per_archetype, args.time_pairs = 500, 300, 50, 0
+        quick = {"molecules": 500, "samples": 300, "per_archetype": 50, "time_pairs": 0}
+        for key, value in quick.items():  # options given explicitly win
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     import logging
 
     import torch

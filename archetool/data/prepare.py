@@ -384,7 +384,8 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
             feats = featurizer.transform(batch, path)
         rejects = pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
                                 "id": [batch.ids[i] for i, _ in feats.rejects],
-                                "smiles": [s for _, s in feats.rejects]})
+                                "smiles": [s for _, s in feats.rejects],
+                                "reason": ["RDKit cannot parse the SMILES"] * len(feats.rejects)})
         all_valid = bool(feats.valid.all())
         if all_valid and _plain_index(batch.obs):
             obs, ids = batch.obs, batch.ids
