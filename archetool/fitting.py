@@ -26,6 +26,8 @@ class FitOptions:
     data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
     in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
+    decoder: "selfies" (a SELFIES sequence decoder that generates molecules), "none", or None = "selfies"
+    for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight).
     """
 
     data: object
@@ -61,6 +63,8 @@ class FitOptions:
     model_options: dict = field(default_factory=dict)
     progress_bar: bool | None = None
     feature_names: list[str] | None = None
+    decoder: str | None = None
+    decoder_options: dict = field(default_factory=dict)
 
     @property
     def in_memory(self) -> bool:
@@ -101,6 +105,8 @@ def fit(options: FitOptions):
         raise ArchetoolError(f"--model {options.model!r} is unknown; choose one of {', '.join(MODEL_REGISTRY)}")
     model_adapter = adapter(options.model)
     model_adapter.check_options(options)
+    if options.decoder not in (None, "selfies", "none"):
+        raise ArchetoolError(f"--decoder {options.decoder!r} is unknown; choose selfies (generate molecules) or none")
     device = resolve_device(options.device)
     dist_info = init_distributed(device)
     if not dist_info.is_main:  # one voice: only rank 0 logs progress
@@ -116,7 +122,7 @@ def fit(options: FitOptions):
         read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column,
                                  extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors),
-        likelihood=options.likelihood,
+        likelihood=options.likelihood, decoder=options.decoder,
     )
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
@@ -124,9 +130,15 @@ def fit(options: FitOptions):
         from archetool.io_tables import write_table
 
         rejects_path = write_table(data.rejects, out / "rejects.csv")
-        log.warning("%s: %d of %d SMILES could not be parsed and were skipped; rows and SMILES written to %s",
+        log.warning("%s: %d of %d molecules could not be used and were skipped; rows, SMILES and reasons written to %s",
                     data_name, len(data.rejects), len(data.rejects) + len(data.ids), rejects_path)
     hparams = model_adapter.hparams(options, prep, data)
+    if data.tokens is not None:
+        from archetool.data.selfies_tokens import SelfiesVocabulary
+
+        vocabulary = SelfiesVocabulary.from_state(prep.sequence)
+        hparams["sequence_decoder"] = {"vocab_size": vocabulary.size, "max_length": vocabulary.max_length,
+                                       **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out)
@@ -150,7 +162,7 @@ def fit(options: FitOptions):
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
-        "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
+        "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.full_hparams(),
         "train": config.to_dict(), "seed": options.seed, "data": data_name, "device": str(device),
         "world_size": dist_info.world_size,
         "options": {**{f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("progress_bar", "data")},
@@ -192,6 +204,8 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
         arrays["side"] = data.side
     if "label" in module_class.needs:
         arrays["label"] = data.label
+    if data.tokens is not None:
+        arrays["tokens"] = data.tokens
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():

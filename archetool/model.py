@@ -284,19 +284,6 @@ class ArchetoolModel:
 
         return adapter(self.kind).archetypes_table(self, analysis_rows(self, data))
 
-    def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, seed: int = 0,
-               data=None) -> pd.DataFrame:
-        """``n`` draws from the model's prior, decoded (``archetool sample``): class-conditioned models take a
-        ``label``; ``temperature`` scales the prior's spread; molecules get their nearest real molecules in
-        ``data`` (default: the training rows). Same ``seed``, same samples."""
-        import torch
-
-        from archetool.analysis import adapter
-
-        rows = self.analysis_rows(data)
-        torch.manual_seed(seed)
-        return adapter(self.kind).sample(self, n, label, temperature, rows)
-
     def interpolate(self, start: str | None = None, end: str | None = None, steps: int = 10,
                     grid: int | None = None, data=None) -> pd.DataFrame:
         """Decode ``steps`` points on the straight latent line from ``start`` to ``end`` (an archetype a0..,
@@ -314,6 +301,41 @@ class ArchetoolModel:
         if start is None or end is None:
             raise ArchetoolError("interpolate needs --start and --end (or --grid N for deepaa)")
         return analysis.interpolate(self, start, end, steps, rows)
+
+    def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, archetype: str | None = None,
+               spread: float = 0.2, weights: list[float] | None = None, seed: int = 0,
+               data: str | Path | None = None) -> pd.DataFrame:
+        """Draw ``n`` points from the model's prior and decode them (what ``archetool sample`` writes).
+
+        Molecule models with a sequence decoder generate one new molecule per row (``smiles``, ``novel``, the
+        most similar training molecule and its Tanimoto similarity); the set's validity, uniqueness, novelty
+        and internal diversity are in ``table.attrs["generation"]`` and logged. deepaa: ``archetype`` ("aI",
+        near that vertex, ``spread`` in [0, 1]) or ``weights`` (a point of the simplex); nvae/svqvae: ``label``.
+        ``temperature`` scales the latent noise and the token sampling. ``data``: real rows for the nearest
+        neighbours (default: the training rows). Seeded by ``seed``.
+        """
+        import torch
+
+        from archetool.analysis import adapter, generation
+        from archetool.errors import ArchetoolError
+
+        extra = {}
+        if archetype is not None or weights is not None:
+            if self.kind != "deepaa":
+                flag = "--archetype" if archetype is not None else "--weights"
+                raise ArchetoolError(f"{flag} applies to deepaa models (points of the archetype simplex); this model is "
+                                     f"{self.kind}: choose a class with --label")
+            extra = {"archetype": archetype, "spread": spread, "weights": weights}
+        if not np.isfinite(temperature) or temperature < 0:
+            raise ArchetoolError(f"--temperature {temperature}: must be a finite number >= 0")
+        rows = self.analysis_rows(data)
+        torch.manual_seed(seed)
+        table = adapter(self.kind).sample(self, n, label, temperature, rows, **extra)
+        if "generation" in table.attrs:
+            log.info(generation.metrics_line(table.attrs["generation"]))
+        elif generation.is_molecule_model(self):
+            log.warning(generation.no_decoder_reason(self))
+        return table
 
     # --- helpers for analyses -----------------------------------------------------------------
     def decode_features(self, x_model: np.ndarray) -> pd.DataFrame:
@@ -333,6 +355,8 @@ class ArchetoolModel:
             "label": self.prep.label_column,
             "classes": len(self.prep.classes) or None,
             "latent_dim": self.module.latent_dim,
+            "decoder": (f"selfies ({len(self.prep.sequence['symbols'])} symbols, up to {self.prep.sequence['max_length']})"
+                        if self.prep.sequence and getattr(self.module, "sequence_decoder", None) is not None else None),
             "parameters": n_params,
             "hparams": self.config.get("hparams"),
             "train": self.config.get("train"),

@@ -105,9 +105,10 @@ def test_molecules_end_to_end_with_rejects_and_pictures(tmp_path, smi_file):
     out = tmp_path / "mol_model"
     result = run_cli("fit", bad, "--side", "heat_capacity", "--k", "3", "--n-bits", "256", "--out", out, *FAST_FIT)
     assert result.exit_code == 0, result.output
-    assert "2 of 26 SMILES could not be parsed" in result.stderr
+    assert "2 of 26 molecules could not be used" in result.stderr
     rejects = pd.read_csv(out / "rejects.csv")
-    assert rejects.to_dict("list") == {"row": [25, 26], "id": ["bad1", "bad2"], "smiles": ["C1CC", "notasmiles"]}
+    assert rejects.to_dict("list") == {"row": [25, 26], "id": ["bad1", "bad2"], "smiles": ["C1CC", "notasmiles"],
+                                       "reason": ["RDKit cannot parse the SMILES"] * 2}
     rows = pd.read_parquet(out / "training_rows.parquet")
     assert list(rows["id"][:3]) == ["m0", "m1", "m2"] and "bad1" not in set(rows["id"])
     assert result.exit_code == 0

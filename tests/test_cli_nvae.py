@@ -239,7 +239,8 @@ def test_molecules_samples_get_nearest_real_molecules(tmp_path):
     s = tmp_path / "s.csv"
     assert run_cli("sample", out, "--n", "5", "--label", "ring", "--out", s).exit_code == 0
     table = pd.read_csv(s)
-    assert list(table.columns[:2]) == ["sample", "kind"] and (table["kind"] == "ring").all()
+    # the generated molecule comes first (sequence decoder, on by default for molecules), then the class as before
+    assert list(table.columns[:3]) == ["sample", "smiles", "novel"] and (table["kind"] == "ring").all()
     for r in (1, 2, 3):
         assert {f"nearest_id_{r}", f"nearest_smiles_{r}", f"nearest_distance_{r}"} <= set(table.columns)
     assert set(table["nearest_smiles_1"]) <= {smi for smi, _ in MOLECULES}

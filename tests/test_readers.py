@@ -152,4 +152,5 @@ def test_invalid_smiles_are_rejected_with_rows_and_ids_stay_aligned(tmp_path):
     data, _ = load_training_data(path, side=["cv"])
     assert list(data.ids) == ["a", "c", "e"]
     np.testing.assert_allclose(data.side_raw[:, 0], [1.0, 3.0, 5.0])
-    assert data.rejects.to_dict("list") == {"row": [2, 4], "id": ["b", "d"], "smiles": ["C1CC", "xyz"]}
+    assert data.rejects.to_dict("list") == {"row": [2, 4], "id": ["b", "d"], "smiles": ["C1CC", "xyz"],
+                                            "reason": ["RDKit cannot parse the SMILES"] * 2}

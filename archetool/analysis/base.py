@@ -121,6 +121,8 @@ class ModelAnalysis:
 
     #: what a named ``interpolate`` endpoint is, for the error message
     code_kind = "a class label"
+    #: SequenceDecoder settings for this model's molecules (fit --decoder selfies)
+    decoder_defaults: dict = {}
 
     def check_options(self, options) -> None:
         pass
@@ -155,12 +157,30 @@ class ModelAnalysis:
         raise unknown_endpoint(spec, f"{self.code_kind} nor a sample id of the data", choices)
 
     def points_table(self, model, front: pd.DataFrame, latent: np.ndarray, rows: pd.DataFrame | None = None,
-                     n_nearest: int = 1, **decode) -> pd.DataFrame:
-        """One row per latent point (m, d): the ``front`` columns (m rows: index, class, weights ...), then, when
-        ``rows`` hold molecules (``smiles``), the ``n_nearest`` nearest real ones (:func:`nearest_rows`), then
-        ``decode_table(model, latent, **decode)``."""
+                     n_nearest: int = 1, molecules: str | None = None, temperature: float = 0.0,
+                     **decode) -> pd.DataFrame:
+        """One row per latent point (m, d): the ``front`` columns (m rows: index, class, weights ...), then the
+        generated molecules when the model has a sequence decoder and ``molecules`` is "smiles" (``smiles``,
+        ``novel``) or "full" (also the most similar training molecule and its Tanimoto similarity; the set's
+        metrics go to ``table.attrs["generation"]``), decoded at ``temperature`` (0: greedy); then, when
+        ``rows`` hold molecules, the ``n_nearest`` nearest real ones in latent space (:func:`nearest_rows`);
+        then ``decode_table(model, latent, **decode)``."""
+        from archetool.analysis import generation
+
         parts = [front]
+        metrics = None
+        if molecules is not None and generation.has_decoder(model):
+            smiles = generation.generate_smiles(model, latent, decode.get("labels"), temperature)
+            reference = generation.Reference.of(model, rows)
+            # the molecules come right after the index column (sample, step, archetype or class)
+            parts = [front.iloc[:, :1], generation.molecule_columns(smiles, reference, full=molecules == "full"),
+                     front.iloc[:, 1:]]
+            if molecules == "full":
+                metrics = generation.generation_metrics(smiles, reference)
         if rows is not None and "smiles" in rows.columns:
             parts.append(nearest_rows(model, rows, latent, n=n_nearest))
         parts.append(self.decode_table(model, latent, **decode))
-        return pd.concat(parts, axis=1)
+        table = pd.concat(parts, axis=1)
+        if metrics is not None:
+            table.attrs["generation"] = metrics
+        return table

@@ -88,7 +88,7 @@ class DeepAAAnalysis(ModelAnalysis):
     def archetypes_table(self, model, rows: pd.DataFrame | None) -> pd.DataFrame:
         """archetypes.csv: one row per archetype a0..: predicted side values and decoded features."""
         return self.points_table(model, pd.DataFrame({"archetype": archetype_names(model.module.n_archetypes)}),
-                                 self.codes(model))
+                                 self.codes(model), molecules="smiles")
 
     def exemplars(self, model, rows: pd.DataFrame, n_exemplars: int) -> pd.DataFrame:
         """exemplars.csv: the ``n_exemplars`` rows with the largest weight on each archetype (archetype, rank,
@@ -156,7 +156,12 @@ class DeepAAAnalysis(ModelAnalysis):
         from archetool.analysis import plots
         from archetool.io_tables import write_table
 
-        written = [write_table(self.archetypes_table(model, rows), out_dir / "archetypes.csv")]
+        table = self.archetypes_table(model, rows)
+        written = [write_table(table, out_dir / "archetypes.csv")]
+        if "smiles" in table.columns:
+            from archetool.analysis.generation import write_generated_picture
+
+            written.append(write_generated_picture(model, self, table["archetype"].tolist(), table["smiles"].tolist(), out_dir / "generated.png"))
         written.append(write_table(self.exemplars(model, rows, n_exemplars), out_dir / "exemplars.csv"))
         weights, colour, colour_name, labels, title, categorical = self.simplex_inputs(model, rows)
         written.append(plots.simplex_plot(weights, colour, colour_name, out_dir / "simplex.png", labels, title, categorical))
@@ -166,18 +171,45 @@ class DeepAAAnalysis(ModelAnalysis):
         return written
 
     # --- samples and interpolation --------------------------------------------------------------
-    def sample(self, model, n: int, label: str | None, temperature: float, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def sample(self, model, n: int, label: str | None = None, temperature: float = 1.0, rows: pd.DataFrame | None = None,
+               molecules: str | None = "full", archetype: str | None = None, spread: float = 0.2,
+               weights: list[float] | None = None) -> pd.DataFrame:
+        """n latent points: from the Dirichlet prior; near one ``archetype`` (weights (1 - spread)·e_I + spread·u,
+        u ~ Dir(1)); or at the simplex point ``weights``; each plus temperature·prior_scale·N(0, I). With a
+        sequence decoder the molecules are sampled at ``temperature`` too (0: greedy, no noise)."""
         if label is not None:
-            raise ArchetoolError("--label applies to class-conditioned models (nvae, svqvae); deepaa samples from the Dirichlet prior")
-        weights, latent = (v.cpu().numpy() for v in model.module.sample_latent(n, temperature))
-        front = pd.DataFrame({"sample": np.arange(n)} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows, n_nearest=3)
+            raise ArchetoolError("--label applies to class-conditioned models (nvae, svqvae); deepaa samples from the "
+                                 "Dirichlet prior, near an archetype (--archetype aI) or at a point (--weights w0,w1,...)")
+        module = model.module
+        k = module.n_archetypes
+        names = archetype_names(k)
+        if archetype is not None and weights is not None:
+            raise ArchetoolError("--archetype and --weights both choose where to sample; give one of them")
+        if archetype is not None:
+            if str(archetype) not in names:
+                raise ArchetoolError(f"--archetype {archetype}: this model has k={k} archetypes, {names[0]}..{names[-1]}")
+            if not 0.0 <= float(spread) <= 1.0:
+                raise ArchetoolError(f"--spread {spread}: must be between 0 (at the archetype) and 1 (anywhere in the simplex)")
+            u = torch.distributions.Dirichlet(torch.ones(k)).sample((n,)).numpy()
+            a = float(spread) * u
+            a[:, names.index(str(archetype))] += 1.0 - float(spread)
+        elif weights is not None:
+            a = np.tile(check_weights(weights, k), (n, 1))
+        else:
+            a = None
+        if a is None:
+            a, latent = (v.cpu().numpy() for v in module.sample_latent(n, temperature))
+        else:
+            noise = float(temperature) * module.prior_scale * torch.randn(n, module.latent_dim).numpy()
+            latent = (a @ self.codes(model) + noise).astype(np.float32)
+        front = pd.DataFrame({"sample": np.arange(n)} | {f"a{j}": a[:, j] for j in range(k)})
+        return self.points_table(model, front, latent, rows, n_nearest=3, molecules=molecules, temperature=temperature)
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)
         weights = self.weights_of(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows)
+        return self.points_table(model, front, latent, rows, molecules="smiles")
 
     def grid(self, model, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Decode every point of a barycentric grid over the simplex (weights in multiples of 1/steps)."""
@@ -186,7 +218,20 @@ class DeepAAAnalysis(ModelAnalysis):
         weights = barycentric_grid(model.module.n_archetypes, steps).numpy()
         latent = weights @ self.codes(model)
         front = pd.DataFrame({"point": np.arange(len(weights))} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows)
+        return self.points_table(model, front, latent, rows, molecules="smiles")
+
+
+def check_weights(weights, k: int) -> np.ndarray:
+    """``--weights`` as a point of the k-archetype simplex (k,): k numbers >= 0 that sum to 1 (within 1e-3)."""
+    a = np.asarray([float(w) for w in weights], dtype=np.float64)
+    if len(a) != k:
+        raise ArchetoolError(f"--weights has {len(a)} values but the model has k={k} archetypes; give {k} weights that sum to 1")
+    if not np.isfinite(a).all() or (a < 0).any():
+        bad = next(w for w in a if not (np.isfinite(w) and w >= 0))
+        raise ArchetoolError(f"--weights {bad:g}: weights must be >= 0 (a point of the simplex)")
+    if abs(a.sum() - 1.0) > 1e-3:
+        raise ArchetoolError(f"--weights sum to {a.sum():.4g}; they must sum to 1 (a point of the simplex)")
+    return (a / a.sum()).astype(np.float32)
 
 
 def sweep_k(options, ks: list[int], out_dir: Path, seeds: int = 3) -> pd.DataFrame:

@@ -286,7 +286,7 @@ class NVAEAnalysis(ModelAnalysis):
                 table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any()
                                          else np.nan for k in range(K)]
         return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
-                                 labels=np.arange(K))
+                                 labels=np.arange(K), molecules="smiles")
 
     def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
         from archetool.analysis import plots
@@ -299,7 +299,12 @@ class NVAEAnalysis(ModelAnalysis):
         codes = self.codes(model)
         class_ids = np.arange(K)
         row_cls, source = self.row_classes(model, rows)
-        written = [write_table(self.archetypes_table(model, rows, row_cls), out_dir / "archetypes.csv")]
+        table = self.archetypes_table(model, rows, row_cls)
+        written = [write_table(table, out_dir / "archetypes.csv")]
+        if "smiles" in table.columns:
+            from archetool.analysis.generation import write_generated_picture
+
+            written.append(write_generated_picture(model, self, classes, table["smiles"].tolist(), out_dir / "generated.png"))
 
         # exemplars: rows of each class nearest its code (m_y, 0)
         ex = self.exemplars(model, rows, codes, row_cls, source, n_exemplars)
@@ -385,7 +390,8 @@ class NVAEAnalysis(ModelAnalysis):
         return pd.concat(parts, ignore_index=True)
 
     # --- samples and interpolation --------------------------------------------------------------
-    def sample(self, model, n: int, label: str | None, temperature: float, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def sample(self, model, n: int, label: str | None = None, temperature: float = 1.0, rows: pd.DataFrame | None = None,
+               molecules: str | None = "full") -> pd.DataFrame:
         """Ancestral samples: y ~ p(y) (the training class frequencies) or the --label class,
         z_c ~ N(m_y, T^2 I), z_s ~ N(0, T^2 I), decoded. Molecules get their 3 nearest real molecules
         (latent distance to the rows' embeddings)."""
@@ -403,7 +409,8 @@ class NVAEAnalysis(ModelAnalysis):
             z, lab = module.sample_latent(n, labels, float(temperature))
         latent, cls = z.cpu().numpy(), lab.cpu().numpy()
         front = pd.DataFrame({"sample": np.arange(n), self.label_column(model): np.asarray(classes, dtype=object)[cls]})
-        return self.points_table(model, front, latent, rows, n_nearest=3, labels=cls)
+        return self.points_table(model, front, latent, rows, n_nearest=3, labels=cls, molecules=molecules,
+                                 temperature=temperature)
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Straight line in latent space between two classes (their codes) or sample embeddings; each point's
@@ -412,4 +419,4 @@ class NVAEAnalysis(ModelAnalysis):
         cls = self.nearest_class(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t,
                               self.label_column(model): np.asarray(self.classes(model), dtype=object)[cls]})
-        return self.points_table(model, front, latent, rows, labels=cls)
+        return self.points_table(model, front, latent, rows, labels=cls, molecules="smiles")

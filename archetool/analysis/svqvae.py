@@ -44,6 +44,10 @@ def code_distances(codes: np.ndarray) -> np.ndarray:
 
 
 class SVQVAEAnalysis(ModelAnalysis):
+    #: svqvae's own loss terms are per-feature means (~0.1-1): a lighter token term keeps them in charge of
+    #: early stopping
+    decoder_defaults = {"token_weight": 0.1}
+
     # --- fit --------------------------------------------------------------------------------------
     def check_options(self, options) -> None:
         from archetool.models.svqvae import SVQVAE
@@ -155,7 +159,8 @@ class SVQVAEAnalysis(ModelAnalysis):
                 hits = val["pred_label"].astype(str).to_numpy() == val[label].astype(str).to_numpy()
                 truth = val[label].astype(str).to_numpy()
                 table["val_accuracy"] = [float(hits[truth == c].mean()) if (truth == c).any() else np.nan for c in classes]
-        return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes)
+        return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
+                                 molecules="smiles")
 
     def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
         from archetool.analysis import plots
@@ -165,7 +170,12 @@ class SVQVAEAnalysis(ModelAnalysis):
         classes = self.classes(model)
         codes = self.codes(model)
         K = codes.shape[0]
-        written = [write_table(self.archetypes_table(model, rows), out_dir / "archetypes.csv")]
+        table = self.archetypes_table(model, rows)
+        written = [write_table(table, out_dir / "archetypes.csv")]
+        if "smiles" in table.columns:
+            from archetool.analysis.generation import write_generated_picture
+
+            written.append(write_generated_picture(model, self, classes, table["smiles"].tolist(), out_dir / "generated.png"))
 
         dist, corr = code_distances(codes), code_correlations(codes)
         dist_frame = pd.DataFrame(dist, columns=classes)
@@ -230,7 +240,8 @@ class SVQVAEAnalysis(ModelAnalysis):
         return pd.DataFrame(recs, columns=cols)
 
     # --- samples and interpolation --------------------------------------------------------------
-    def sample(self, model, n: int, label: str | None, temperature: float, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def sample(self, model, n: int, label: str | None = None, temperature: float = 1.0, rows: pd.DataFrame | None = None,
+               molecules: str | None = "full") -> pd.DataFrame:
         """Decode class codes plus Gaussian noise: z = e_y + temperature * s_y * eps (s_y: the class's
         measured spread of embeddings around its code). Without --label, classes are drawn in
         proportion to their training frequency (uniformly when unknown)."""
@@ -258,7 +269,7 @@ class SVQVAEAnalysis(ModelAnalysis):
         nearest_cls, nearest_d = self._nearest_code(model, latent)
         front["nearest_code"] = nearest_cls
         front["code_distance"] = nearest_d
-        return self.points_table(model, front, latent, rows, n_nearest=3)
+        return self.points_table(model, front, latent, rows, n_nearest=3, molecules=molecules, temperature=temperature)
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Straight line in code space between two classes (or sample embeddings); each point's nearest
@@ -267,7 +278,7 @@ class SVQVAEAnalysis(ModelAnalysis):
         nearest_cls, nearest_d = self._nearest_code(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t, self.label_column(model): nearest_cls,
                               "code_distance": nearest_d})
-        return self.points_table(model, front, latent, rows)
+        return self.points_table(model, front, latent, rows, molecules="smiles")
 
 
 def code_distances_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:

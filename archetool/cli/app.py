@@ -126,6 +126,7 @@ def fit(
     likelihood: Optional[str] = typer.Option(None, "--likelihood", help="gaussian | bernoulli | nb (raw counts: negative binomial with per-cell library size; default: from the features)."),
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
     settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="Molecules: selfies (generate new molecules; the default for molecule data) | none."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
 ) -> None:
@@ -144,6 +145,7 @@ def fit(
         device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer,
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
+        decoder=decoder,
     )
     if len(ks) > 1:
         if model != "deepaa":
@@ -223,16 +225,33 @@ def sample(
     model_dir: Path = typer.Argument(..., metavar="MODEL"),
     n: int = typer.Option(10, "--n", min=1),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="Class to sample (class-conditioned models)."),
-    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales the prior's spread."),
+    archetype: Optional[str] = typer.Option(None, "--archetype", "-a", help="deepaa: sample near this archetype (a0, a1, ...)."),
+    spread: float = typer.Option(0.2, "--spread", help="deepaa --archetype: 0 = at the archetype, 1 = anywhere in the simplex."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="deepaa: sample at this simplex point, w0,w1,... (>= 0, sum 1)."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy)."),
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
 ) -> None:
-    """Draw new samples from the model's prior and decode them."""
+    """Draw new samples (new molecules, for molecule models) from the model's prior and decode them."""
     from archetool.model import ArchetoolModel
 
+    parsed = None
+    if weights is not None:
+        try:
+            parsed = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise ArchetoolError(f"--weights {weights!r}: give comma-separated numbers, e.g. 0.7,0.1,0.1,0.1") from None
     model = ArchetoolModel.load(model_dir)
-    _stdout_or_file(model.sample(n, label=label, temperature=temperature, seed=seed, data=data), out)
+    table = model.sample(n, label=label, temperature=temperature, archetype=archetype, spread=spread, weights=parsed,
+                         seed=seed, data=data)
+    _stdout_or_file(table, out)
+    if out is not None and "generation" in table.attrs:
+        from archetool.atomic import write_text_atomic
+
+        metrics_path = out.with_name(out.name.split(".")[0] + ".metrics.json")
+        write_text_atomic(metrics_path, json.dumps(table.attrs["generation"], indent=1))
+        log.info("wrote %s", metrics_path)
 
 
 @app.command()

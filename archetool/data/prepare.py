@@ -33,6 +33,7 @@ class Preprocessing:
     label_column, classes: class column and the class names, index = model class id
     x_transform: "log1p" for count data (negative-binomial likelihood): the model reads log1p(counts),
                  not standardised (x_mean None), and the likelihood recovers the counts with expm1
+    sequence: the molecule sequence decoder's vocabulary (``SelfiesVocabulary.state()``), or None
     """
 
     source_kind: str
@@ -49,6 +50,7 @@ class Preprocessing:
     smiles_column: str | None = None
     layer: str | None = None
     x_transform: str | None = None
+    sequence: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,7 +160,8 @@ class Dataset:
 
     ids (n,) str; x (n, p) float32 in model space; side (n, s) standardised or None;
     label (n,) int64 class ids or None; smiles (n,) str or None; side_raw (n, s) original units;
-    rejects: DataFrame(row, id, smiles) of invalid molecules (row is the 1-based data row).
+    rejects: DataFrame(row, id, smiles, reason) of invalid molecules (row is the 1-based data row);
+    tokens (n, L) int64: SELFIES token ids (molecules with the sequence decoder) or None.
     """
 
     ids: np.ndarray
@@ -168,7 +171,8 @@ class Dataset:
     label: np.ndarray | None = None
     smiles: np.ndarray | None = None
     obs: pd.DataFrame | None = None
-    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "id", "smiles"]))
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "id", "smiles", "reason"]))
+    tokens: np.ndarray | None = None
 
 
 def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) -> str:
@@ -197,11 +201,12 @@ def _missing_rows(path, what: str, noun: str, missing: np.ndarray, drop_missing:
     return missing
 
 
-def rejects_table(batch: RawBatch, rejects: list[tuple[int, str]]) -> pd.DataFrame:
-    """Invalid molecules of a chunk: 1-based data row, id, SMILES."""
+def rejects_table(batch: RawBatch, rejects: list[tuple[int, str]], reasons: list[str] | None = None) -> pd.DataFrame:
+    """Invalid molecules of a chunk: 1-based data row, id, SMILES, reason (default: RDKit cannot parse it)."""
     return pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in rejects],
                          "id": [batch.ids[i] for i, _ in rejects],
-                         "smiles": [smi for _, smi in rejects]})
+                         "smiles": [smi for _, smi in rejects],
+                         "reason": reasons if reasons is not None else ["RDKit cannot parse the SMILES"] * len(rejects)})
 
 
 def _check_column(path, columns, name: str, what: str, flag: str) -> None:
@@ -220,9 +225,14 @@ def load_training_data(
     likelihood: str | None = None,
     min_class_size: int = 2,
     strict_classes: bool = False,
+    decoder: str | None = None,
 ) -> tuple[Dataset, Preprocessing]:
     """Read, validate and featurise a training file (or in-memory data, see ``open_source``).
-    Raises InputError with one line on bad input."""
+    Raises InputError with one line on bad input.
+
+    ``decoder``: "selfies" (SELFIES tokens for the molecule sequence decoder), "none", or None = "selfies"
+    for molecule inputs and "none" otherwise.
+    """
     options = read_options or ReadOptions()
     source = open_source(path, options)
     path = source.path  # in-memory data: a name such as 'AnnData (700 cells x 765 genes)'
@@ -274,6 +284,25 @@ def load_training_data(
     rejects = rejects_table(batch, feats.rejects)
     if feats.valid.sum() == 0:
         raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
+    selfies = None
+    if (decoder or ("selfies" if smiles_column else "none")) == "selfies":
+        from archetool.data.selfies_tokens import encode_molecules
+
+        if not smiles_column:
+            raise InputError(f"{path}: --decoder selfies generates molecules and needs molecule data (.smi, .sdf or a "
+                             f"table with a SMILES column), but this is {source.kind} data; use --decoder none")
+        selfies = np.full(len(batch), None, dtype=object)
+        rows = np.flatnonzero(feats.valid)
+        encoded, reasons = encode_molecules(batch.obs[smiles_column].astype(str).to_numpy()[rows].tolist())
+        bad = [(int(i), why) for i, why in zip(rows, reasons) if why is not None]
+        selfies[rows] = encoded
+        if bad:
+            feats_ok = np.ones(len(batch), bool)
+            feats_ok[[i for i, _ in bad]] = False
+            keep &= feats_ok
+            smiles_all = batch.obs[smiles_column].astype(str).to_numpy()
+            more = rejects_table(batch, [(i, smiles_all[i]) for i, _ in bad], [why for _, why in bad])
+            rejects = pd.concat([rejects, more]).sort_values("row", kind="stable").reset_index(drop=True)
     check_finite_features(feats.x, path, batch.ids[feats.valid], featurizer.feature_names)
     x = feats.x[keep[feats.valid]]
     keep &= feats.valid
@@ -311,6 +340,13 @@ def load_training_data(
     data = Dataset(ids=ids, x=prep.scale_x(x), obs=obs, rejects=rejects)
     if smiles_column:
         data.smiles = obs[smiles_column].astype(str).to_numpy()
+    if selfies is not None:
+        from archetool.data.selfies_tokens import SelfiesVocabulary
+
+        kept = selfies[keep].tolist()
+        vocabulary = SelfiesVocabulary.build(kept)
+        prep.sequence = vocabulary.state()
+        data.tokens = vocabulary.encode(kept)
     if side:
         raw = obs[side].to_numpy(dtype=np.float64)
         prep.side_names = side
@@ -390,7 +426,8 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
             feats = featurizer.transform(batch, path)
         rejects = pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
                                 "id": [batch.ids[i] for i, _ in feats.rejects],
-                                "smiles": [s for _, s in feats.rejects]})
+                                "smiles": [s for _, s in feats.rejects],
+                                "reason": ["RDKit cannot parse the SMILES"] * len(feats.rejects)})
         all_valid = bool(feats.valid.all())
         if all_valid and _plain_index(batch.obs):
             obs, ids = batch.obs, batch.ids

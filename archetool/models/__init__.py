@@ -21,7 +21,7 @@ def model_class(kind: str) -> type[ArchetoolModule]:
 
 
 def build_model(kind: str, **hparams) -> ArchetoolModule:
-    return model_class(kind)(**hparams)
+    return model_class(kind).build(hparams)
 
 
 __all__ = ["ArchetoolModule", "MODEL_REGISTRY", "model_class", "build_model"]

@@ -7,6 +7,7 @@ Batch dict keys (whatever the model needs):
     "x":     (n, p) float  -- features
     "side":  (n, s) float  -- standardised side variables (deepaa)
     "label": (n,)   long   -- class index in [0, n_classes) (nvae, svqvae)
+    "tokens": (n, L) long  -- SELFIES token ids of molecules (models with a sequence decoder)
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class ArchetoolModule(nn.Module):
         super().__init__()
         self.n_features = int(n_features)
         self.likelihood = make_likelihood(likelihood, self.n_features, likelihood_variance)
+        #: optional SequenceDecoder submodule (molecules): SELFIES tokens from :meth:`condition`
+        self.sequence_decoder = None
 
     # --- construction -------------------------------------------------------------------------
     def hparams(self) -> dict:
@@ -48,7 +51,56 @@ class ArchetoolModule(nn.Module):
     @classmethod
     def from_hparams(cls, hparams: dict) -> "ArchetoolModule":
         """Rebuild a saved module: ``hparams`` from its config, with :attr:`saved_defaults` for missing keys."""
-        return cls(**{**cls.saved_defaults, **hparams})
+        return cls.build({**cls.saved_defaults, **hparams})
+
+    @classmethod
+    def build(cls, hparams: dict) -> "ArchetoolModule":
+        """``cls(**hparams)``, plus the sequence decoder that a ``"sequence_decoder"`` entry describes."""
+        hparams = dict(hparams)
+        sequence = hparams.pop("sequence_decoder", None)
+        module = cls(**hparams)
+        if sequence:
+            module.attach_sequence_decoder(**sequence)
+        return module
+
+    def full_hparams(self) -> dict:
+        """:meth:`hparams` plus ``"sequence_decoder"`` when the module has one (what :meth:`build` takes)."""
+        out = self.hparams()
+        if self.sequence_decoder is not None:
+            out["sequence_decoder"] = self.sequence_decoder.settings()
+        return out
+
+    # --- molecule sequence decoder (DESIGN §1.4) ----------------------------------------------
+    @property
+    def condition_dim(self) -> int:
+        """Size of :meth:`condition`'s output: the latent dimension (nvae adds its classes)."""
+        return self.latent_dim
+
+    def condition(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent points (n, latent_dim) [+ class ids (n,)] -> the sequence decoder's condition (n, condition_dim)."""
+        return latent
+
+    def attach_sequence_decoder(self, **settings) -> None:
+        """Add a SequenceDecoder (settings as in its constructor; ``condition_dim`` defaults to :attr:`condition_dim`)."""
+        from archetool.models.sequence_decoder import SequenceDecoder
+
+        settings.setdefault("condition_dim", self.condition_dim)
+        self.sequence_decoder = SequenceDecoder(**settings)
+
+    def add_token_loss(self, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                       condition: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Add the "tokens" term (mean token cross-entropy, teacher forcing) to ``terms`` and its weighted value
+        to ``terms["loss"]`` when the module has a sequence decoder and the batch has "tokens".
+
+        The condition is detached: the token decoder learns to read the latent space the encoder, the
+        reconstruction and the side term shape, and does not pull on them (their results stay as without it).
+        """
+        if self.sequence_decoder is None or "tokens" not in batch:
+            return terms
+        tokens = self.sequence_decoder.loss(condition.detach(), batch["tokens"])
+        terms["tokens"] = tokens
+        terms["loss"] = terms["loss"] + self.sequence_decoder.token_weight * tokens
+        return terms
 
     # --- training -----------------------------------------------------------------------------
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

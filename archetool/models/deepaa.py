@@ -182,7 +182,7 @@ class DeepAA(ArchetoolModule):
             terms["side"] = side_nll
             loss = loss + self.side_weight * side_nll
         terms["loss"] = loss
-        return terms
+        return self.add_token_loss(terms, batch, t)
 
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -229,7 +229,18 @@ class NVAE(ArchetoolModule):
         log_py = self.log_prior[labels].mean()
         classifier = F.cross_entropy(logits, labels)
         loss = recon + kl_shared + self.beta_c * kl_class - log_py + classifier
-        return {"loss": loss, "recon": recon, "kl_shared": kl_shared, "kl_class": kl_class, "classifier": classifier}
+        terms = {"loss": loss, "recon": recon, "kl_shared": kl_shared, "kl_class": kl_class, "classifier": classifier}
+        return self.add_token_loss(terms, batch, self.condition(z, labels))
+
+    @property
+    def condition_dim(self) -> int:
+        return self.latent_dim + self.n_classes
+
+    def condition(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """[z_c, z_s, onehot(y)] (n, d + K) for the sequence decoder; y defaults to the class whose mean is nearest z_c."""
+        if labels is None:
+            labels = self._nearest_class(latent[:, : self.class_dim])
+        return torch.cat([latent, F.one_hot(labels.long(), self.n_classes).to(latent.dtype)], dim=1)
 
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -237,13 +237,9 @@ class SVQVAE(ArchetoolModule):
             repulsion = z_e.new_zeros(())
 
         loss = recon + codebook + commitment + repulsion
-        return {
-            "loss": loss,
-            "recon": recon,
-            "codebook": codebook,
-            "commitment": commitment,
-            "repulsion": repulsion,
-        }
+        terms = {"loss": loss, "recon": recon, "codebook": codebook, "commitment": commitment, "repulsion": repulsion}
+        # the token decoder reads z_e: sampling around a class code (z = e_y + noise) then gives varied molecules
+        return self.add_token_loss(terms, batch, z_e)
 
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

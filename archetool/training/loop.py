@@ -96,7 +96,7 @@ def _to_tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str
     out = {}
     for key, value in arrays.items():
         tensor = torch.from_numpy(np.ascontiguousarray(value))
-        out[key] = tensor.to(device, dtype=torch.long if key == "label" else torch.float32)
+        out[key] = tensor.to(device, dtype=torch.long if np.issubdtype(value.dtype, np.integer) else torch.float32)
     return out
 
 

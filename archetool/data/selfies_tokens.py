@@ -1,0 +1,128 @@
+"""SELFIES tokens for the molecule sequence decoder (DESIGN §1.4).
+
+Every sequence of SELFIES symbols decodes to a valid molecule, so a decoder that emits symbols of the
+vocabulary cannot produce an invalid molecule. Token ids: 0 = padding, 1 = begin, 2 = end, then the
+training molecules' SELFIES symbols in sorted order. A padded array (n, max_length + 1) holds each
+molecule's symbols, then the end token, then padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD, BOS, EOS = 0, 1, 2
+SPECIAL = ("<pad>", "<bos>", "<eos>")
+
+
+def canonical_smiles(smiles: str) -> str | None:
+    """RDKit canonical SMILES, or None when RDKit cannot parse ``smiles`` (or it is empty)."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    if not smiles:
+        return None
+    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() else None
+
+
+def to_selfies(smiles: str) -> tuple[str | None, str | None]:
+    """(SELFIES of the canonical form of ``smiles``, None) or (None, the reason it cannot be encoded)."""
+    import selfies as sf
+
+    canonical = canonical_smiles(smiles)
+    if canonical is None:
+        return None, "RDKit cannot parse the SMILES"
+    try:
+        return sf.encoder(canonical), None
+    except sf.EncoderError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[-1] if lines else "encoder error"
+        return None, f"SELFIES cannot encode it ({detail}); check charges and valences"
+
+
+@dataclass
+class SelfiesVocabulary:
+    """symbols: the SELFIES symbols (token id = 3 + position); max_length: the most symbols in a training molecule."""
+
+    symbols: list[str]
+    max_length: int
+
+    @classmethod
+    def build(cls, selfies_strings: list[str]) -> "SelfiesVocabulary":
+        import selfies as sf
+
+        symbols: set[str] = set()
+        longest = 1
+        for s in selfies_strings:
+            tokens = list(sf.split_selfies(s))
+            symbols.update(tokens)
+            longest = max(longest, len(tokens))
+        return cls(sorted(symbols), longest)
+
+    @property
+    def size(self) -> int:
+        """Number of token ids, special tokens included."""
+        return len(SPECIAL) + len(self.symbols)
+
+    @property
+    def sequence_length(self) -> int:
+        """Columns of a token array: max_length symbols plus the end token."""
+        return self.max_length + 1
+
+    def atom_mask(self) -> np.ndarray:
+        """(size,) bool: token ids of atom symbols (not branch, ring, dot or special): what may start a molecule."""
+        atoms = [not any(key in s for key in ("Branch", "Ring")) and s != "." for s in self.symbols]
+        return np.array([False] * len(SPECIAL) + atoms)
+
+    def state(self) -> dict:
+        return {"kind": "selfies", "symbols": list(self.symbols), "max_length": int(self.max_length)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SelfiesVocabulary":
+        return cls(list(state["symbols"]), int(state["max_length"]))
+
+    def encode(self, selfies_strings: list[str]) -> np.ndarray:
+        """SELFIES strings -> int64 token array (n, max_length + 1); symbols not in the vocabulary are an error."""
+        import selfies as sf
+
+        index = {s: i + len(SPECIAL) for i, s in enumerate(self.symbols)}
+        out = np.full((len(selfies_strings), self.sequence_length), PAD, dtype=np.int64)
+        for row, s in enumerate(selfies_strings):
+            ids = [index[t] for t in sf.split_selfies(s)][: self.max_length]
+            out[row, : len(ids)] = ids
+            out[row, len(ids)] = EOS
+        return out
+
+    def to_selfies(self, tokens: np.ndarray) -> list[str]:
+        """Token rows (m, L) -> SELFIES strings, each read up to its first end (or padding) token."""
+        names = list(SPECIAL) + list(self.symbols)
+        out = []
+        for row in np.asarray(tokens):
+            parts = []
+            for t in row.tolist():
+                if t in (PAD, EOS):
+                    break
+                if t >= len(SPECIAL):
+                    parts.append(names[t])
+            out.append("".join(parts))
+        return out
+
+    def decode(self, tokens: np.ndarray) -> list[str | None]:
+        """Token rows (m, L) -> RDKit canonical SMILES (None where the sequence is empty)."""
+        import selfies as sf
+
+        smiles = []
+        for s in self.to_selfies(tokens):
+            try:
+                smiles.append(canonical_smiles(sf.decoder(s)) if s else None)
+            except sf.DecoderError:
+                smiles.append(None)
+        return smiles
+
+
+def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
+    """SMILES (n) -> (SELFIES or None (n), reason or None (n)): None marks a molecule that cannot be encoded."""
+    pairs = [to_selfies(s) for s in smiles]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
