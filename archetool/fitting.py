@@ -23,6 +23,9 @@ class FitOptions:
     hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
+    split: "random" (stratified by label when there is one) or "scaffold" (molecules: whole Bemis-Murcko
+    scaffolds go to validation). jobs: featurisation worker processes (None: the cores).
+    descriptor_set: RDKit descriptors with the fingerprints, "fast" or "full" (see featurizers).
     """
 
     data: str
@@ -57,6 +60,9 @@ class FitOptions:
     likelihood: str | None = None
     model_options: dict = field(default_factory=dict)
     progress_bar: bool | None = None
+    split: str = "random"
+    jobs: int | None = None
+    descriptor_set: str = "fast"
 
     def default_out(self) -> Path:
         data = Path(self.data)
@@ -75,6 +81,8 @@ def fit(options: FitOptions):
     from archetool.training.device import resolve_device
     from archetool.training.distributed import barrier, init_distributed
 
+    if options.split not in SPLITS:
+        raise ArchetoolError(f"--split {options.split!r}: choose one of {', '.join(SPLITS)}")
     if options.model not in MODEL_REGISTRY:
         raise ArchetoolError(f"--model {options.model!r} is unknown; choose one of {', '.join(MODEL_REGISTRY)}")
     model_adapter = adapter(options.model)
@@ -89,9 +97,11 @@ def fit(options: FitOptions):
         options.data, side=options.side, label=options.label, labels_file=options.labels_file,
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
         read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column),
-        featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors),
+        featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors,
+                                descriptor_set=options.descriptor_set, jobs=options.jobs, progress=dist_info.is_main),
         likelihood=options.likelihood,
     )
+    groups = split_groups(options, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", options.data, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
     if len(data.rejects) and dist_info.is_main:
@@ -103,7 +113,7 @@ def fit(options: FitOptions):
     hparams = model_adapter.hparams(options, prep, data)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out)
+    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
     split[result.val_index] = "val"
@@ -119,13 +129,13 @@ def fit(options: FitOptions):
     model.training_rows = rows
     summary = {"rows": int(len(data.ids)), "train_rows": int(len(result.train_index)), "val_rows": int(len(result.val_index)),
                "rejected_smiles": int(len(data.rejects)), "epochs_run": len(result.history), "best_epoch": result.best_epoch,
-               "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - tic, 2)}
+               "stopped_early": result.stopped_early, "split": options.split, "seconds": round(time.perf_counter() - tic, 2)}
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
-        "train": config.to_dict(), "seed": options.seed, "data": str(options.data), "device": str(device),
+        "train": {**config.to_dict(), "split": options.split}, "seed": options.seed, "data": str(options.data), "device": str(device),
         "world_size": dist_info.world_size, "options": {k: v for k, v in asdict(options).items() if k != "progress_bar"},
         "summary": summary,
         "restarts": restarts,
@@ -138,7 +148,25 @@ def fit(options: FitOptions):
     return model
 
 
-def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path):
+SPLITS = ("random", "scaffold")
+
+
+def split_groups(options: FitOptions, data) -> np.ndarray | None:
+    """Row groups kept together by the train/validation split: Bemis-Murcko scaffolds for ``--split
+    scaffold`` (molecules only), else None (random split)."""
+    if options.split != "scaffold":
+        return None
+    if data.smiles is None:
+        raise ArchetoolError(f"{options.data}: --split scaffold needs molecules (a .smi/.sdf file or a SMILES column) "
+                             "but this data has none; use --split random")
+    from archetool.data.scaffolds import scaffold_groups
+
+    groups, scaffolds = scaffold_groups(data.smiles)
+    log.info("scaffold split: %d molecules in %d Bemis-Murcko scaffolds", len(groups), len(scaffolds))
+    return groups
+
+
+def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path, groups=None):
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
 
@@ -181,7 +209,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
             on_epoch_end = reporter if n_restarts == 1 else (lambda record, r=r: reporter({**record, "restart": r + 1}))
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
-                               resume=options.resume, on_epoch_end=on_epoch_end)
+                               resume=options.resume, on_epoch_end=on_epoch_end, groups=groups)
             except RuntimeError as err:
                 if "size mismatch" in str(err) or "Missing key" in str(err):
                     raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
