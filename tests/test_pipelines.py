@@ -205,3 +205,24 @@ def test_fast_descriptor_set_and_old_models():
     assert feats.x.shape == (2, len(full.feature_names))
     qed = feats.x[:, old.feature_names.index("rdkit_qed")]
     assert np.all((qed > 0) & (qed < 1))
+
+
+def test_featuriser_values_equal_plain_rdkit_calls():
+    """The cached E-state indices and vectorised NaN handling give RDKit's own descriptor values."""
+    from rdkit import Chem
+    from rdkit.Chem import Descriptors, rdFingerprintGenerator
+
+    from archetool.data.featurizers import descriptor_names, featurize_chunk
+
+    smiles = ["CC(=O)Oc1ccccc1C(=O)O", "c1ccc2ccccc2c1", "CCN(CC)CC", "O=[N+]([O-])c1ccccc1", "[Na+].[Cl-]"]
+    names = descriptor_names("full")
+    x, valid = featurize_chunk(smiles, (2, 64, False, tuple(names)))
+    functions = dict(Descriptors.descList)
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=64)
+    for row, smi in zip(x, smiles):
+        mol = Chem.MolFromSmiles(smi)
+        np.testing.assert_array_equal(row[:64], generator.GetFingerprintAsNumPy(mol).astype(np.float32))
+        want = np.array([functions[n](Chem.MolFromSmiles(smi)) for n in names], dtype=np.float64)
+        want[~(np.isfinite(want) & (np.abs(want) < 1e8))] = np.nan
+        np.testing.assert_allclose(row[64:], want.astype(np.float32), rtol=1e-6, atol=0, equal_nan=True)
+    assert valid.all()

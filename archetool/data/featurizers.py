@@ -7,6 +7,7 @@ Chosen by name from :data:`FEATURIZERS`. ``fit`` fixes the feature list on train
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -163,6 +164,31 @@ def default_jobs() -> int:
 
 
 _WORKER_CACHE: dict = {}
+_ESTATE_EXTREMES = {"MaxEStateIndex", "MinEStateIndex", "MaxAbsEStateIndex", "MinAbsEStateIndex"}
+
+
+def _estate_indices(mol) -> None:
+    """Compute the molecule's E-state indices once; RDKit caches them on ``mol`` for the E-state descriptors."""
+    from rdkit.Chem.EState import EStateIndices
+
+    try:
+        EStateIndices(mol)
+    except Exception:  # the descriptors themselves then fail and give NaN, as without the cache
+        pass
+
+
+def _descriptor_values(functions, mol) -> np.ndarray:
+    """(d,) float32 descriptor values; NaN where RDKit fails or gives a non-finite or huge (>= 1e8) value."""
+    values = []
+    for fn in functions:
+        try:
+            values.append(float(fn(mol)))
+        except Exception:
+            values.append(np.nan)
+    out = np.array(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out[~(np.isfinite(out) & (np.abs(out) < 1e8))] = np.nan
+    return out.astype(np.float32)
 
 
 def featurize_chunk(smiles: list[str], settings: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +209,11 @@ def featurize_chunk(smiles: list[str], settings: tuple) -> tuple[np.ndarray, np.
             raise InputError(f"this RDKit lacks the model's descriptors {preview(missing, 5)}; "
                              "embed with the RDKit version the model was fitted with")
         generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-        _WORKER_CACHE[settings] = (generator, [functions[n] for n in names])
-    generator, functions = _WORKER_CACHE[settings]
+        # the four E-state index extremes recompute all E-state indices each (RDKit's default force=True);
+        # reading the indices cached on the molecule gives the same values once instead of six times
+        chosen = [partial(functions[n], force=False) if n in _ESTATE_EXTREMES else functions[n] for n in names]
+        _WORKER_CACHE[settings] = (generator, chosen, any("EState" in n for n in names))
+    generator, functions, estate = _WORKER_CACHE[settings]
     rows, valid = [], np.zeros(len(smiles), bool)
     for i, smi in enumerate(smiles):
         mol = Chem.MolFromSmiles(smi) if smi and smi != "nan" else None
@@ -193,7 +222,9 @@ def featurize_chunk(smiles: list[str], settings: tuple) -> tuple[np.ndarray, np.
         fp = generator.GetCountFingerprintAsNumPy(mol) if counts else generator.GetFingerprintAsNumPy(mol)
         vec = np.log1p(fp.astype(np.float32)) if counts else fp.astype(np.float32)
         if functions:
-            vec = np.concatenate([vec, np.array([_safe(f, mol) for f in functions], dtype=np.float32)])
+            if estate:
+                _estate_indices(mol)
+            vec = np.concatenate([vec, _descriptor_values(functions, mol)])
         rows.append(vec)
         valid[i] = True
     x = np.stack(rows) if rows else np.zeros((0, n_bits + len(names)), np.float32)
@@ -259,14 +290,6 @@ def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _safe(fn, mol) -> float:
-    try:
-        value = float(fn(mol))
-    except Exception:
-        return np.nan
-    return value if np.isfinite(value) and abs(value) < 1e8 else np.nan
 
 
 def _join(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
