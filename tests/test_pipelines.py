@@ -226,3 +226,16 @@ def test_featuriser_values_equal_plain_rdkit_calls():
         want[~(np.isfinite(want) & (np.abs(want) < 1e8))] = np.nan
         np.testing.assert_allclose(row[64:], want.astype(np.float32), rtol=1e-6, atol=0, equal_nan=True)
     assert valid.all()
+
+
+def test_a_dead_worker_is_a_clear_error_and_ctrl_c_an_interrupt():
+    import signal
+    from types import SimpleNamespace
+
+    from archetool.data.featurizers import _worker_death
+    from archetool.errors import ArchetoolError
+
+    done = lambda code: SimpleNamespace(exitcode=code, join=lambda timeout=None: None)  # noqa: E731
+    assert isinstance(_worker_death([done(0), done(-signal.SIGINT)]), KeyboardInterrupt)
+    err = _worker_death([done(0), done(-signal.SIGKILL)])
+    assert isinstance(err, ArchetoolError) and "exit status -9" in str(err) and "--jobs 1" in str(err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -167,9 +168,11 @@ def sweep_k(options, ks: list[int], out_dir: Path) -> pd.DataFrame:
 
     if any(k < 2 for k in ks):
         raise ArchetoolError(f"--ks {','.join(map(str, ks))}: every k must be at least 2")
-    records = []
-    for k in ks:
-        log.info("sweep: fitting k=%d", k)
+    records, tic = [], time.perf_counter()
+    for i, k in enumerate(ks):
+        elapsed = time.perf_counter() - tic
+        eta = f", about {elapsed / i * (len(ks) - i):.0f}s left" if i else ""
+        log.info("sweep: fitting k=%d (%d of %d; %.0fs so far%s)", k, i + 1, len(ks), elapsed, eta)
         model = fit(replace(options, k=k, out=str(out_dir / f"k{k}"), resume=False))
         best = next((h for h in model.history if h["epoch"] == model.config["summary"]["best_epoch"]), model.history[-1])
         rec = {"k": k, "val_recon_mse": best.get("val_recon_mse", np.nan), "val_loss": best.get("val_loss", np.nan)}

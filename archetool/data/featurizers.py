@@ -272,16 +272,21 @@ def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None
                 reporter.update(len(parts[-1][1]))
         return _join(parts)
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunk = chunk or int(min(1000, max(64, -(-n // (jobs * 8)))))
     pool = ProcessPoolExecutor(min(jobs, -(-n // chunk)), mp_context=_pool_context(), initializer=_quiet_worker)
     clean = False
     try:
         futures = [pool.submit(featurize_chunk, smiles[start : start + chunk], settings) for start in range(0, n, chunk)]
+        workers = list((getattr(pool, "_processes", None) or {}).values())
         parts = []
         with RowProgress("featurise", total=n, enabled=progress) as reporter:
             for future in futures:
-                parts.append(future.result())
+                try:
+                    parts.append(future.result())
+                except BrokenProcessPool:
+                    raise _worker_death(workers) from None
                 reporter.update(len(parts[-1][1]))
         clean = True
         return _join(parts)
@@ -290,6 +295,22 @@ def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_death(workers) -> BaseException:
+    """What a broken pool means: Ctrl-C (workers end on SIGINT) -> KeyboardInterrupt; else an ArchetoolError."""
+    import signal
+
+    for process in workers:
+        process.join(timeout=1)
+    codes = [process.exitcode for process in workers]
+    if -signal.SIGINT in codes:
+        return KeyboardInterrupt()
+    from archetool.errors import ArchetoolError
+
+    died = ", ".join(str(c) for c in codes if c not in (None, 0)) or "unknown"
+    return ArchetoolError(f"a featurisation worker process died (exit status {died}; out of memory?); "
+                          "retry with fewer workers, e.g. --jobs 1")
 
 
 def _join(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
