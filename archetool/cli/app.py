@@ -225,7 +225,13 @@ def embed(
 
     data = _data_path(data, fmt)
     _set_jobs(jobs)
+    from archetool.data.readers import data_extension
 
+    if data_extension(Path(data)) in (".smi", ".smiles", ".sdf") and Path(data).is_file() and Path(data).stat().st_size > 40_000:
+        # enough molecules for worker processes (~500): they warm up while torch and the model load
+        from archetool.data.featurizers import start_workers_early
+
+        start_workers_early()
     embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads)
 
 

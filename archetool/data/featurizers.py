@@ -249,6 +249,18 @@ def _pool_context():
     return mp.get_context("spawn")
 
 
+def start_workers_early() -> None:
+    """Start the process that forks featurisation workers now, so that its imports (RDKit, numpy) overlap
+    the caller's own start-up (torch, the model) instead of delaying the first chunk. Idempotent."""
+    if default_jobs() <= 1:
+        return
+    ctx = _pool_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None, progress: bool = False,
                      chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Featurise SMILES over ``jobs`` worker processes, order kept: (x (n_valid, p) float32, valid (n,) bool).
