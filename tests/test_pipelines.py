@@ -239,3 +239,19 @@ def test_a_dead_worker_is_a_clear_error_and_ctrl_c_an_interrupt():
     assert isinstance(_worker_death([done(0), done(-signal.SIGINT)]), KeyboardInterrupt)
     err = _worker_death([done(0), done(-signal.SIGKILL)])
     assert isinstance(err, ArchetoolError) and "exit status -9" in str(err) and "--jobs 1" in str(err)
+
+
+def test_fit_reads_a_csv_table_from_stdin(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from archetool.cli.app import app
+    from conftest import make_table
+
+    monkeypatch.chdir(tmp_path)
+    text = make_table(n=60).to_csv(index=False)
+    result = CliRunner().invoke(app, ["fit", "-", "--format", "csv", "--side", "y", *FAST_FIT], input=text)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "stdin.deepaa.archetool" / "training_rows.parquet")
+    assert list(rows["id"]) == [f"s{i:03d}" for i in range(60)]
+    prep = json.loads((tmp_path / "stdin.deepaa.archetool" / "preprocessing.json").read_text())
+    assert prep["featurizer"]["feature_names"] == [f"f{i}" for i in range(8)]

@@ -82,9 +82,12 @@ def resolve_data(path, fmt: str | None):
     fmt = fmt.lower().lstrip(".")
     if fmt not in STDIN_FORMATS:
         raise InputError(f"--format {fmt!r}: choose one of {', '.join(STDIN_FORMATS)}")
-    if fmt not in _SPOOLED:
-        _SPOOLED[fmt] = _spool_stdin(STDIN_FORMATS[fmt])
-    return _SPOOLED[fmt]
+    import sys
+
+    key = f"{id(sys.stdin)}:{fmt}"  # one copy per stream (tests swap sys.stdin within one process)
+    if key not in _SPOOLED:
+        _SPOOLED[key] = _spool_stdin(STDIN_FORMATS[fmt])
+    return _SPOOLED[key]
 
 
 def _spool_stdin(ext: str) -> Path:
