@@ -45,6 +45,7 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
     from archetool.data.readers import data_extension, open_source
     from archetool.io_tables import TableWriter, output_format
     from archetool.model import ArchetoolModel
+    from archetool.progress import RowProgress
 
     model = ArchetoolModel.load(model_dir, device=device)
     rows = effective_chunk_rows(chunk_rows, len(model.prep.feature_names), batch_size)
@@ -62,7 +63,8 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
     tic, written, rejects = time.perf_counter(), 0, []
     # embed needs no per-row metadata (LINCS fields); the next chunk is read while the model runs
     with closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks, \
-            (TableWriter(out, n_rows=n_rows) if out is not None else nullcontext()) as writer:
+            (TableWriter(out, n_rows=n_rows) if out is not None else nullcontext()) as writer, \
+            RowProgress("embed", total=n_rows) as progress:
         for chunk, frame in chunks:
             if writer is None:
                 frame.to_csv(sys.stdout, index=False, header=not written and not rejects)
@@ -71,6 +73,7 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
             else:
                 writer.write(frame)
             written += len(frame)
+            progress.update(len(frame) + len(chunk.rejects))
             rejects.append(chunk.rejects)
             del chunk, frame  # memory: only the chunk being read stays alive meanwhile
     _report_rejects(data, out, rejects, written)

@@ -28,6 +28,9 @@ class FitOptions:
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
     decoder: "selfies" (a SELFIES sequence decoder that generates molecules), "none", or None = "selfies"
     for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight).
+    split: "random" (stratified by label when there is one) or "scaffold" (molecules: whole Bemis-Murcko
+    scaffolds go to validation). jobs: featurisation worker processes (None: the cores).
+    descriptor_set: RDKit descriptors with the fingerprints, "fast" or "full" (see featurizers).
     """
 
     data: object
@@ -65,6 +68,9 @@ class FitOptions:
     feature_names: list[str] | None = None
     decoder: str | None = None
     decoder_options: dict = field(default_factory=dict)
+    split: str = "random"
+    jobs: int | None = None
+    descriptor_set: str = "fast"
 
     @property
     def in_memory(self) -> bool:
@@ -101,6 +107,8 @@ def fit(options: FitOptions):
     from archetool.training.device import resolve_device
     from archetool.training.distributed import barrier, init_distributed
 
+    if options.split not in SPLITS:
+        raise ArchetoolError(f"--split {options.split!r}: choose one of {', '.join(SPLITS)}")
     if options.model not in MODEL_REGISTRY:
         raise ArchetoolError(f"--model {options.model!r} is unknown; choose one of {', '.join(MODEL_REGISTRY)}")
     model_adapter = adapter(options.model)
@@ -121,9 +129,11 @@ def fit(options: FitOptions):
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
         read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column,
                                  extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
-        featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors),
+        featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors,
+                                descriptor_set=options.descriptor_set, jobs=options.jobs, progress=dist_info.is_main),
         likelihood=options.likelihood, decoder=options.decoder,
     )
+    groups = split_groups(options, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
     if len(data.rejects) and dist_info.is_main:
@@ -141,7 +151,7 @@ def fit(options: FitOptions):
                                        **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out)
+    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
     split[result.val_index] = "val"
@@ -157,13 +167,13 @@ def fit(options: FitOptions):
     model.training_rows = rows
     summary = {"rows": int(len(data.ids)), "train_rows": int(len(result.train_index)), "val_rows": int(len(result.val_index)),
                "rejected_smiles": int(len(data.rejects)), "epochs_run": len(result.history), "best_epoch": result.best_epoch,
-               "stopped_early": result.stopped_early, "seconds": round(time.perf_counter() - tic, 2)}
+               "stopped_early": result.stopped_early, "split": options.split, "seconds": round(time.perf_counter() - tic, 2)}
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.full_hparams(),
-        "train": config.to_dict(), "seed": options.seed, "data": data_name, "device": str(device),
+        "train": {**config.to_dict(), "split": options.split}, "seed": options.seed, "data": data_name, "device": str(device),
         "world_size": dist_info.world_size,
         "options": {**{f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("progress_bar", "data")},
                     "data": data_name},
@@ -178,7 +188,25 @@ def fit(options: FitOptions):
     return model
 
 
-def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path):
+SPLITS = ("random", "scaffold")
+
+
+def split_groups(options: FitOptions, data) -> np.ndarray | None:
+    """Row groups kept together by the train/validation split: Bemis-Murcko scaffolds for ``--split
+    scaffold`` (molecules only), else None (random split)."""
+    if options.split != "scaffold":
+        return None
+    if data.smiles is None:
+        raise ArchetoolError(f"{options.data}: --split scaffold needs molecules (a .smi/.sdf file or a SMILES column) "
+                             "but this data has none; use --split random")
+    from archetool.data.scaffolds import scaffold_groups
+
+    groups, scaffolds = scaffold_groups(data.smiles)
+    log.info("scaffold split: %d molecules in %d Bemis-Murcko scaffolds", len(groups), len(scaffolds))
+    return groups
+
+
+def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path, groups=None):
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
 
@@ -223,7 +251,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
             on_epoch_end = reporter if n_restarts == 1 else (lambda record, r=r: reporter({**record, "restart": r + 1}))
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
-                               resume=options.resume, on_epoch_end=on_epoch_end)
+                               resume=options.resume, on_epoch_end=on_epoch_end, groups=groups)
             except RuntimeError as err:
                 if "size mismatch" in str(err) or "Missing key" in str(err):
                     raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "

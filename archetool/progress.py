@@ -61,3 +61,79 @@ class EpochReporter:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+#: seconds between plain progress lines (env ``ARCHETOOL_PROGRESS_INTERVAL`` overrides; 0 = every update)
+PLAIN_INTERVAL = 10.0
+
+
+class RowProgress:
+    """Progress of long row-wise work (embed, featurisation, analyses): ``update(n)`` after each n rows.
+
+    On a terminal (``bar=None`` and stderr a TTY, or ``bar=True``) a rich bar on stderr; otherwise plain
+    log lines ``<what>: 12,000 of 50,000 rows (1,234 rows/s)`` at most every ``interval`` seconds
+    (default :data:`PLAIN_INTERVAL`, or ``ARCHETOOL_PROGRESS_INTERVAL``), so pipelines and log files see
+    that work goes on without a line per chunk. ``total``: rows expected, None if unknown. Thread-safe.
+    """
+
+    def __init__(self, what: str, total: int | None = None, bar: bool | None = None,
+                 interval: float | None = None, enabled: bool = True):
+        import os
+        import threading
+
+        self.what, self.total, self.enabled = what, total, enabled
+        self.use_bar = enabled and (sys.stderr.isatty() if bar is None else bar)
+        if interval is None:
+            interval = float(os.environ.get("ARCHETOOL_PROGRESS_INTERVAL", PLAIN_INTERVAL))
+        self.interval = interval
+        self.done = 0
+        self._lock = threading.Lock()
+        self._progress = None
+        self._task = None
+        self._start = self._last = 0.0
+
+    def __enter__(self) -> "RowProgress":
+        import time
+
+        self._start = self._last = time.perf_counter()
+        if self.use_bar:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._progress = Progress(
+                TextColumn(f"[bold]{self.what}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.what, total=self.total)
+        return self
+
+    def rate(self) -> float:
+        """Rows per second so far."""
+        import time
+
+        return self.done / max(time.perf_counter() - self._start, 1e-9)
+
+    def line(self) -> str:
+        of = f" of {self.total:,}" if self.total is not None else ""
+        return f"{self.what}: {self.done:,}{of} rows ({self.rate():,.0f} rows/s)"
+
+    def update(self, n: int) -> None:
+        import time
+
+        if not self.enabled:
+            return
+        with self._lock:
+            self.done += int(n)
+            if self._progress is not None:
+                self._progress.update(self._task, completed=self.done)
+                return
+            now = time.perf_counter()
+            if now - self._last >= self.interval:
+                self._last = now
+                log.info(self.line())
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,26 @@ def analysis_rows(model, data: str | Path | None = None, columns: tuple[str, ...
         if model.training_rows is None:
             raise ArchetoolError(f"{model.directory}: the model has no stored training rows; pass --data DATA")
         return model.training_rows
+    from archetool.data.readers.memory import describe
+    from archetool.progress import RowProgress
+
     frames = []
     prep = model.prep
-    for chunk, frame in model.iter_embeddings(data):
-        if chunk.smiles is not None:
-            frame.insert(1, "smiles", chunk.smiles)
-        for name in prep.side_names:
-            if name in chunk.obs.columns:
-                frame[name] = pd.to_numeric(chunk.obs[name], errors="coerce").to_numpy()
-        if prep.label_column and prep.label_column in chunk.obs.columns:
-            frame[prep.label_column] = chunk.obs[prep.label_column].astype(str).to_numpy()
-        for name in columns:
-            if name in chunk.obs.columns and name not in frame.columns:
-                frame[name] = chunk.obs[name].to_numpy()
-        frames.append(frame)
+    name = Path(data).name if isinstance(data, (str, os.PathLike)) else describe(data)
+    with RowProgress(f"embed {name}") as progress:  # a bar on a terminal, else rows/s lines
+        for chunk, frame in model.iter_embeddings(data):
+            progress.update(len(frame) + len(chunk.rejects))
+            if chunk.smiles is not None:
+                frame.insert(1, "smiles", chunk.smiles)
+            for name in prep.side_names:
+                if name in chunk.obs.columns:
+                    frame[name] = pd.to_numeric(chunk.obs[name], errors="coerce").to_numpy()
+            if prep.label_column and prep.label_column in chunk.obs.columns:
+                frame[prep.label_column] = chunk.obs[prep.label_column].astype(str).to_numpy()
+            for name in columns:
+                if name in chunk.obs.columns and name not in frame.columns:
+                    frame[name] = chunk.obs[name].to_numpy()
+            frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
     if len(rows) == 0:
         raise InputError(f"{data}: no usable rows")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,11 +251,13 @@ def sweep_k(options, ks: list[int], out_dir: Path, seeds: int = 3) -> pd.DataFra
         raise ArchetoolError(f"--k {','.join(map(str, ks))}: every k must be at least 2")
     if seeds < 1:
         raise ArchetoolError(f"--sweep-seeds {seeds}: needs at least 1 seed")
-    records = []
+    records, tic, total = [], time.perf_counter(), len(ks) * seeds
     for k in ks:
         for s in range(seeds):
             seed = options.seed + s
-            log.info("sweep: fitting k=%d, seed %d (%d of %d)", k, seed, len(records) + 1, len(ks) * seeds)
+            done, elapsed = len(records), time.perf_counter() - tic
+            eta = f", about {elapsed / done * (total - done):.0f}s left" if done else ""
+            log.info("sweep: fitting k=%d, seed %d (%d of %d; %.0fs so far%s)", k, seed, done + 1, total, elapsed, eta)
             out = out_dir / (f"k{k}" if s == 0 else f"k{k}-s{seed}")
             model = fit(replace(options, k=k, seed=seed, out=str(out), resume=False))
             best = next((h for h in model.history if h["epoch"] == model.config["summary"]["best_epoch"]), model.history[-1])

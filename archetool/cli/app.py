@@ -23,12 +23,24 @@ class _Commands(TyperGroup):
         except ArchetoolError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError:  # `archetool embed ... | head`: the reader closed the pipe; click would exit 1
+            _discard_stdout()
+            raise typer.Exit(141) from None  # 128 + SIGPIPE, what a shell expects from a writer cut short
         except OSError as err:
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
             typer.echo(f"error: {where}{err.strerror or err}", err=True)
             raise typer.Exit(1) from None
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so flushing the rest at exit raises no second BrokenPipeError
+    ("Exception ignored ... BrokenPipeError" at interpreter shutdown)."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced or closed (tests): nothing to protect
+        pass
 
 
 app = typer.Typer(
@@ -50,10 +62,37 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     warnings.filterwarnings("ignore", message=".*(Transforming to str index|ImplicitModificationWarning).*")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from archetool import __version__
+
+        typer.echo(f"archetool {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.")) -> None:
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
     _setup_logging(verbose, quiet)
+
+
+FORMAT_HELP = "Format of data read from standard input ('-'): smi | csv | tsv."
+JOBS_HELP = "Worker processes featurising molecules (default: the cores available)."
+
+
+def _data_path(data: Optional[Path], fmt: Optional[str]) -> Optional[Path]:
+    """DATA as given, or for '-' standard input spooled to a temporary file (see readers.resolve_data)."""
+    from archetool.data.readers import resolve_data
+
+    return None if data is None else Path(resolve_data(data, fmt))
+
+
+def _set_jobs(jobs: Optional[int]) -> None:
+    from archetool.data.featurizers import set_default_jobs
+
+    set_default_jobs(jobs)
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -93,7 +132,7 @@ def _stdout_or_file(frame, out: Optional[Path]) -> None:
 
 @app.command()
 def fit(
-    data: Path = typer.Argument(..., help="Input file: .csv .tsv .parquet .smi .sdf .h5ad .gctx .gct"),
+    data: Path = typer.Argument(..., help="Input file: .csv .tsv .parquet .smi .sdf .h5ad .gctx .gct, or - (standard input, with --format)."),
     model: str = typer.Option("deepaa", "--model", "-m", help="deepaa | nvae | svqvae"),
     side: List[str] = typer.Option([], "--side", "-s", help="Side-information column (repeatable; deepaa)."),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="Class column / obs key / column-metadata field."),
@@ -129,9 +168,18 @@ def fit(
     decoder: Optional[str] = typer.Option(None, "--decoder", help="Molecules: selfies (generate new molecules; the default for molecule data) | none."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
+    split: str = typer.Option("random", "--split", help="Validation split: random (stratified by --label) | scaffold (molecules: whole Bemis-Murcko scaffolds held out)."),
+    descriptor_set: str = typer.Option("fast", "--descriptor-set", help="RDKit descriptors: fast (default) | full (adds qed, SPS, AvgIpc, BertzCT; slower)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Train a model and save it to a model directory."""
     from archetool.fitting import FitOptions
+
+    if str(data) == "-" and out is None:
+        out = Path(f"stdin.{model}.archetool")
+    data = _data_path(data, fmt)
+    _set_jobs(jobs)
 
     ks = _parse_ks(k)
     model_options = _parse_settings(settings)
@@ -145,7 +193,7 @@ def fit(
         device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer,
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
-        decoder=decoder,
+        decoder=decoder, split=split, jobs=jobs, descriptor_set=descriptor_set,
     )
     if len(ks) > 1:
         if model != "deepaa":
@@ -165,16 +213,27 @@ def fit(
 @app.command()
 def embed(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="Model directory from 'archetool fit'."),
-    data: Path = typer.Argument(..., help="Data to embed (any input format)."),
+    data: Path = typer.Argument(..., help="Data to embed (any input format), or - (standard input, with --format)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=".csv .tsv .parquet .npy .h5ad (default: CSV on stdout)."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Rows per forward pass."),
     chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time, at most (wide inputs use fewer: a chunk stays under 32 MiB)."),
     device: str = typer.Option("auto", "--device"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the forward passes (default: OMP_NUM_THREADS, else the cores)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Write per-sample embeddings (streamed: memory does not grow with the file)."""
     from archetool.embedding import embed_to
 
+    data = _data_path(data, fmt)
+    _set_jobs(jobs)
+    from archetool.data.readers import data_extension
+
+    if data_extension(Path(data)) in (".smi", ".smiles", ".sdf") and Path(data).is_file() and Path(data).stat().st_size > 40_000:
+        # enough molecules for worker processes (~500): they warm up while torch and the model load
+        from archetool.data.featurizers import start_workers_early
+
+        start_workers_early()
     embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads)
 
 
@@ -184,8 +243,10 @@ def archetypes(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data for exemplars (default: the training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: MODEL/archetypes)."),
     n_exemplars: int = typer.Option(5, "--n-exemplars", min=1),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Write archetypes / class codes, exemplars and pictures."""
+    data = _data_path(data, fmt)
     from archetool.analysis import adapter
     from archetool.analysis.base import analysis_rows
     from archetool.model import ArchetoolModel
@@ -210,8 +271,10 @@ def interpolate(
     grid: Optional[int] = typer.Option(None, "--grid", min=1, help="deepaa: decode a barycentric grid with this many steps per edge instead."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data whose sample ids may be endpoints (default: training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Decode points on a straight line in latent space (or a barycentric grid)."""
+    data = _data_path(data, fmt)
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir)
@@ -232,8 +295,10 @@ def sample(
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Draw new samples (new molecules, for molecule models) from the model's prior and decode them."""
+    data = _data_path(data, fmt)
     from archetool.model import ArchetoolModel
 
     parsed = None

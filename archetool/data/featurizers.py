@@ -7,6 +7,7 @@ Chosen by name from :data:`FEATURIZERS`. ``fit`` fixes the feature list on train
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -68,13 +69,24 @@ class MorganFeaturizer:
     """Morgan fingerprints (RDKit ``rdFingerprintGenerator``), bits or counts, optionally + RDKit 2D descriptors.
 
     Invalid SMILES are not silently dropped: they come back in ``Features.rejects``.
+
+    descriptor_set: "fast" (default: RDKit's 2D descriptors without the few slow ones of
+    :data:`SLOW_DESCRIPTORS`, see benchmarks/featurize_speed.py) or "full" (all but Ipc, BCUT2D and fr_*,
+    the set of archetool 0.1). A model's descriptors are its ``feature_names`` (``rdkit_<name>``), so a
+    model saved with either set embeds with that set.
+    jobs: worker processes for large inputs (None: :func:`default_jobs`); not part of the saved state.
+    progress: report featurisation progress (:class:`archetool.progress.RowProgress`) for large inputs.
     """
 
     name = "morgan"
 
     def __init__(self, radius: int = 2, n_bits: int = 2048, counts: bool = False, descriptors: bool = True,
-                 feature_names: list[str] | None = None):
+                 feature_names: list[str] | None = None, descriptor_set: str = "fast", jobs: int | None = None,
+                 progress: bool = False):
         self.radius, self.n_bits, self.counts, self.descriptors = int(radius), int(n_bits), bool(counts), bool(descriptors)
+        if descriptor_set not in DESCRIPTOR_SETS:
+            raise InputError(f"--descriptor-set {descriptor_set!r}: choose one of {', '.join(DESCRIPTOR_SETS)}")
+        self.descriptor_set, self.jobs, self.progress = descriptor_set, jobs, progress
         self.feature_names = list(feature_names or self._names())
 
     @property
@@ -84,56 +96,256 @@ class MorganFeaturizer:
             return "gaussian"
         return f"mixed:{self.n_bits}" if self.descriptors else "bernoulli"
 
-    def _descriptor_list(self):
-        from rdkit.Chem import Descriptors
-
-        return [(n, f) for n, f in Descriptors.descList if not n.startswith(("Ipc", "BCUT", "fr_"))]
+    def descriptor_names(self) -> list[str]:
+        """The RDKit descriptor names computed, in feature order (from ``feature_names`` once fixed)."""
+        if not self.descriptors:
+            return []
+        if getattr(self, "feature_names", None):
+            return [n[len("rdkit_"):] for n in self.feature_names if n.startswith("rdkit_")]
+        return descriptor_names(self.descriptor_set)
 
     def _names(self) -> list[str]:
-        names = [f"morgan_{i}" for i in range(self.n_bits)]
-        if self.descriptors:
-            names += [f"rdkit_{n}" for n, _ in self._descriptor_list()]
-        return names
+        return [f"morgan_{i}" for i in range(self.n_bits)] + [f"rdkit_{n}" for n in self.descriptor_names()]
 
     def fit(self, batch: RawBatch, exclude: set[str], path) -> None:
         self.feature_names = self._names()
 
     def transform(self, batch: RawBatch, path, smiles_column: str = "smiles") -> Features:
-        from rdkit import Chem, RDLogger
-        from rdkit.Chem import rdFingerprintGenerator
-
-        RDLogger.DisableLog("rdApp.*")
-        generator = rdFingerprintGenerator.GetMorganGenerator(radius=self.radius, fpSize=self.n_bits)
-        descs = self._descriptor_list() if self.descriptors else []
-        rows, valid, rejects = [], np.zeros(len(batch), bool), []
-        for i, smi in enumerate(batch.obs[smiles_column].astype(str).tolist()):
-            mol = Chem.MolFromSmiles(smi) if smi and smi != "nan" else None
-            if mol is None:
-                rejects.append((i, smi))
-                continue
-            fp = generator.GetCountFingerprintAsNumPy(mol) if self.counts else generator.GetFingerprintAsNumPy(mol)
-            vec = fp.astype(np.float32)
-            if self.counts:
-                vec = np.log1p(vec)
-            if descs:
-                d = np.array([_safe(f, mol) for _, f in descs], dtype=np.float32)
-                vec = np.concatenate([vec, d])
-            rows.append(vec)
-            valid[i] = True
-        x = np.stack(rows) if rows else np.zeros((0, len(self.feature_names)), np.float32)
+        smiles = batch.obs[smiles_column].astype(str).tolist()
+        settings = (self.radius, self.n_bits, self.counts, tuple(self.descriptor_names()))
+        x, valid = featurize_smiles(smiles, settings, jobs=self.jobs, progress=self.progress)
+        rejects = [(i, smiles[i]) for i in np.flatnonzero(~valid)]
+        if len(x) == 0:
+            x = np.zeros((0, len(self.feature_names)), np.float32)
         return Features(x=x, valid=valid, rejects=rejects)
 
     def state(self) -> dict:
         return {"name": self.name, "radius": self.radius, "n_bits": self.n_bits, "counts": self.counts,
-                "descriptors": self.descriptors, "feature_names": self.feature_names}
+                "descriptors": self.descriptors, "descriptor_set": self.descriptor_set,
+                "feature_names": self.feature_names}
 
 
-def _safe(fn, mol) -> float:
+#: RDKit descriptors left out of the "fast" set: together about half of the descriptor time per molecule
+#: for information the other descriptors already carry (benchmarks/featurize_speed.py measures both)
+SLOW_DESCRIPTORS = ("qed", "SPS", "AvgIpc", "BertzCT")
+DESCRIPTOR_SETS = ("fast", "full")
+#: molecules below which featurisation stays in this process (starting workers costs more)
+PARALLEL_MIN_MOLECULES = 500
+
+
+def descriptor_names(descriptor_set: str = "fast") -> list[str]:
+    """RDKit 2D descriptor names of a set: "full" = all but Ipc, BCUT2D and fr_* (unstable / sparse);
+    "fast" = "full" minus :data:`SLOW_DESCRIPTORS`."""
+    from rdkit.Chem import Descriptors
+
+    names = [n for n, _ in Descriptors.descList if not n.startswith(("Ipc", "BCUT", "fr_"))]
+    return names if descriptor_set == "full" else [n for n in names if n not in SLOW_DESCRIPTORS]
+
+
+_DEFAULT_JOBS: int | None = None
+
+
+def set_default_jobs(jobs: int | None) -> None:
+    """Worker processes for molecule featurisation when a featuriser does not say (``--jobs``; None: the cores)."""
+    global _DEFAULT_JOBS
+    _DEFAULT_JOBS = jobs
+
+
+def default_jobs() -> int:
+    """``--jobs`` if set, else the cores this process may run on (``os.sched_getaffinity``)."""
+    import os
+
+    if _DEFAULT_JOBS:
+        return int(_DEFAULT_JOBS)
     try:
-        value = float(fn(mol))
-    except Exception:
-        return np.nan
-    return value if np.isfinite(value) and abs(value) < 1e8 else np.nan
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+_WORKER_CACHE: dict = {}
+_ESTATE_EXTREMES = {"MaxEStateIndex", "MinEStateIndex", "MaxAbsEStateIndex", "MinAbsEStateIndex"}
+
+
+def _estate_indices(mol) -> None:
+    """Compute the molecule's E-state indices once; RDKit caches them on ``mol`` for the E-state descriptors."""
+    from rdkit.Chem.EState import EStateIndices
+
+    try:
+        EStateIndices(mol)
+    except Exception:  # the descriptors themselves then fail and give NaN, as without the cache
+        pass
+
+
+def _descriptor_values(functions, mol) -> np.ndarray:
+    """(d,) float32 descriptor values; NaN where RDKit fails or gives a non-finite or huge (>= 1e8) value."""
+    values = []
+    for fn in functions:
+        try:
+            values.append(float(fn(mol)))
+        except Exception:
+            values.append(np.nan)
+    out = np.array(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out[~(np.isfinite(out) & (np.abs(out) < 1e8))] = np.nan
+    return out.astype(np.float32)
+
+
+def featurize_chunk(smiles: list[str], settings: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Featurise SMILES in this process: (x (n_valid, p) float32, valid (n,) bool).
+
+    settings = (radius, n_bits, counts, descriptor names). Top-level so worker processes can run it.
+    """
+    from rdkit import Chem, RDLogger
+
+    radius, n_bits, counts, names = settings
+    if settings not in _WORKER_CACHE:
+        from rdkit.Chem import Descriptors, rdFingerprintGenerator
+
+        RDLogger.DisableLog("rdApp.*")
+        functions = dict(Descriptors.descList)
+        missing = [n for n in names if n not in functions]
+        if missing:
+            raise InputError(f"this RDKit lacks the model's descriptors {preview(missing, 5)}; "
+                             "embed with the RDKit version the model was fitted with")
+        generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+        # the four E-state index extremes recompute all E-state indices each (RDKit's default force=True);
+        # reading the indices cached on the molecule gives the same values once instead of six times
+        chosen = [partial(functions[n], force=False) if n in _ESTATE_EXTREMES else functions[n] for n in names]
+        _WORKER_CACHE[settings] = (generator, chosen, any("EState" in n for n in names))
+    generator, functions, estate = _WORKER_CACHE[settings]
+    rows, valid = [], np.zeros(len(smiles), bool)
+    for i, smi in enumerate(smiles):
+        mol = Chem.MolFromSmiles(smi) if smi and smi != "nan" else None
+        if mol is None:
+            continue
+        fp = generator.GetCountFingerprintAsNumPy(mol) if counts else generator.GetFingerprintAsNumPy(mol)
+        vec = np.log1p(fp.astype(np.float32)) if counts else fp.astype(np.float32)
+        if functions:
+            if estate:
+                _estate_indices(mol)
+            vec = np.concatenate([vec, _descriptor_values(functions, mol)])
+        rows.append(vec)
+        valid[i] = True
+    x = np.stack(rows) if rows else np.zeros((0, n_bits + len(names)), np.float32)
+    return x, valid
+
+
+def _quiet_worker() -> None:
+    """Worker initializer: Ctrl-C (SIGINT to the whole process group) ends a worker silently, no traceback;
+    the parent sees a broken pool and handles the interrupt itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _pool_context():
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():  # no fork of a threaded process (torch, read-ahead)
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["archetool.data.featurizers", "rdkit.Chem.Descriptors"])
+        _stop_forkserver_at_exit()
+        return ctx
+    return mp.get_context("spawn")
+
+
+_STOP_REGISTERED = False
+
+
+def _stop_forkserver_at_exit() -> None:
+    """At exit, stop and reap the fork server (and so its workers): no process outlives archetool, and
+    the CPU time the workers used is counted as this process's children's (``time``, ``/usr/bin/time``)."""
+    global _STOP_REGISTERED
+    if _STOP_REGISTERED:
+        return
+    import atexit
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and hasattr(server, "_stop"):  # private in CPython 3.8-3.13; skipped if it goes
+        atexit.register(server._stop)
+    _STOP_REGISTERED = True
+
+
+def start_workers_early() -> None:
+    """Start the process that forks featurisation workers now, so that its imports (RDKit, numpy) overlap
+    the caller's own start-up (torch, the model) instead of delaying the first chunk. Idempotent."""
+    if default_jobs() <= 1:
+        return
+    ctx = _pool_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None, progress: bool = False,
+                     chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Featurise SMILES over ``jobs`` worker processes, order kept: (x (n_valid, p) float32, valid (n,) bool).
+
+    Inputs under :data:`PARALLEL_MIN_MOLECULES` (or jobs=1) run in this process. Work goes out in chunks
+    (``chunk`` molecules; default about 8 per worker, 64..1000); progress is reported per chunk. The pool is
+    shut down on every path; on an error or Ctrl-C its workers are terminated, so none is left behind.
+    """
+    from archetool.progress import RowProgress
+
+    jobs = int(jobs or default_jobs())
+    n = len(smiles)
+    if jobs <= 1 or n < PARALLEL_MIN_MOLECULES:
+        if not progress or n < PARALLEL_MIN_MOLECULES:
+            return featurize_chunk(smiles, settings)
+        chunk = chunk or 256
+        parts = []
+        with RowProgress("featurise", total=n) as reporter:
+            for start in range(0, n, chunk):
+                parts.append(featurize_chunk(smiles[start : start + chunk], settings))
+                reporter.update(len(parts[-1][1]))
+        return _join(parts)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunk = chunk or int(min(1000, max(64, -(-n // (jobs * 8)))))
+    pool = ProcessPoolExecutor(min(jobs, -(-n // chunk)), mp_context=_pool_context(), initializer=_quiet_worker)
+    clean = False
+    try:
+        futures = [pool.submit(featurize_chunk, smiles[start : start + chunk], settings) for start in range(0, n, chunk)]
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        parts = []
+        with RowProgress("featurise", total=n, enabled=progress) as reporter:
+            for future in futures:
+                try:
+                    parts.append(future.result())
+                except BrokenProcessPool:
+                    raise _worker_death(workers) from None
+                reporter.update(len(parts[-1][1]))
+        clean = True
+        return _join(parts)
+    finally:
+        if not clean:  # error or interrupt: stop the workers now rather than after the queued chunks
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_death(workers) -> BaseException:
+    """What a broken pool means: Ctrl-C (workers end on SIGINT) -> KeyboardInterrupt; else an ArchetoolError."""
+    import signal
+
+    for process in workers:
+        process.join(timeout=1)
+    codes = [process.exitcode for process in workers]
+    if -signal.SIGINT in codes:
+        return KeyboardInterrupt()
+    from archetool.errors import ArchetoolError
+
+    died = ", ".join(str(c) for c in codes if c not in (None, 0)) or "unknown"
+    return ArchetoolError(f"a featurisation worker process died (exit status {died}; out of memory?); "
+                          "retry with fewer workers, e.g. --jobs 1")
+
+
+def _join(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([x for x, _ in parts]), np.concatenate([v for _, v in parts])
 
 
 class GeneFeaturizer:

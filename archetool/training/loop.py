@@ -70,11 +70,18 @@ class _LossForward(nn.Module):
         return self.module.loss_terms(batch)
 
 
-def split_indices(n: int, val_fraction: float, seed: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Random train/validation split; stratified by ``labels`` (classes with >= 2 rows give >= 1 to validation)."""
+def split_indices(n: int, val_fraction: float, seed: int, labels: np.ndarray | None = None,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation split; stratified by ``labels`` (classes with >= 2 rows give >= 1 to validation).
+
+    ``groups`` (n,) ints: rows of one group stay together (scaffold split; labels are then not stratified),
+    see :func:`group_split`.
+    """
     rng = np.random.default_rng(seed)
     if val_fraction <= 0 or n < 4:
         return np.arange(n), np.arange(0)
+    if groups is not None:
+        return group_split(np.asarray(groups), val_fraction, rng)
     if labels is None:
         perm = rng.permutation(n)
         n_val = max(1, int(round(val_fraction * n)))
@@ -90,6 +97,29 @@ def split_indices(n: int, val_fraction: float, seed: int, labels: np.ndarray | N
         val.append(rows[:n_val])
         train.append(rows[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def group_split(groups: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Whole groups to train or validation, as chemprop's balanced scaffold split: groups larger than half
+    the validation size go first (to train, so validation is not one big chemotype), the others in random
+    order; each goes to train while train has room for it, else to validation. Validation then holds about
+    ``val_fraction`` of the rows, all of them from groups absent from train.
+    """
+    n = len(groups)
+    n_val = max(1, int(round(val_fraction * n)))
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    big = [m for m in members if len(m) > n_val / 2]
+    small = [m for m in members if len(m) <= n_val / 2]
+    order = [big[i] for i in rng.permutation(len(big))] + [small[i] for i in rng.permutation(len(small))]
+    train, val, room = [], [], n - n_val
+    for rows in order:
+        if len(rows) <= room:
+            train.append(rows)
+            room -= len(rows)
+        else:
+            val.append(rows)
+    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.arange(0)  # noqa: E731
+    return cat(train), cat(val)
 
 
 def _to_tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -138,17 +168,19 @@ def train(
     checkpoint_path: Path | None = None,
     resume: bool = False,
     on_epoch_end: Callable[[dict], None] | None = None,
+    groups: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``module`` in place on ``arrays`` ("x", and "side"/"label" as the model needs).
 
     Rows are split into train/validation once (seeded); the best-validation weights are restored at
     the end. With ``checkpoint_path`` a checkpoint is written atomically after every epoch (rank 0),
     and ``resume`` continues from it with the same split, optimiser state and RNG state.
+    ``groups`` (n,): rows of one group go to the same side of the split (scaffold split).
     """
     dist_info = dist_info or DistInfo()
     torch.manual_seed(config.seed)
     n = arrays["x"].shape[0]
-    train_idx, val_idx = split_indices(n, config.val_fraction, config.seed, arrays.get("label"))
+    train_idx, val_idx = split_indices(n, config.val_fraction, config.seed, arrays.get("label"), groups)
     module.to(device)
     forward: nn.Module = _LossForward(module)
     if dist_info.enabled:

@@ -62,3 +62,61 @@ def open_source(path, options: ReadOptions | None = None) -> Source:
         raise InputError(f"{path}: the file is empty")
     module_name, factory = READERS[ext].split(":")
     return getattr(importlib.import_module(module_name), factory)(path, options or ReadOptions())
+
+
+#: ``--format`` values for data read from standard input (``-``) -> the extension of their reader
+STDIN_FORMATS = {"smi": ".smi", "csv": ".csv", "tsv": ".tsv"}
+_SPOOLED: dict[str, Path] = {}
+
+
+def is_stdin(path) -> bool:
+    return str(path) == "-"
+
+
+def resolve_data(path, fmt: str | None):
+    """``path`` unchanged, or for ``-`` the path of standard input copied to a temporary file.
+
+    Standard input can be read only once but readers open their file more than once (a peek at the
+    columns, then the rows), so ``-`` is spooled to ``<tmp>/stdin.<fmt>`` in 1 MiB blocks (memory stays
+    flat), once per process; the file is deleted when the process exits. ``fmt``: one of
+    :data:`STDIN_FORMATS`, required for ``-`` (standard input has no file extension to go by).
+    """
+    if not is_stdin(path):
+        if fmt is not None:
+            raise InputError(f"--format {fmt}: applies to standard input ('-') only; {path} is read by its extension")
+        return path
+    if fmt is None:
+        raise InputError("-: reading data from standard input needs --format smi, csv or tsv "
+                         "(e.g. cat x.smi | archetool embed MODEL - --format smi)")
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in STDIN_FORMATS:
+        raise InputError(f"--format {fmt!r}: choose one of {', '.join(STDIN_FORMATS)}")
+    import sys
+
+    key = f"{id(sys.stdin)}:{fmt}"  # one copy per stream (tests swap sys.stdin within one process)
+    if key not in _SPOOLED:
+        _SPOOLED[key] = _spool_stdin(STDIN_FORMATS[fmt])
+    return _SPOOLED[key]
+
+
+def _spool_stdin(ext: str) -> Path:
+    import atexit
+    import shutil
+    import sys
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="archetool-stdin-"))
+    atexit.register(shutil.rmtree, directory, True)
+    target = directory / f"stdin{ext}"
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("-: standard input is a terminal, not data; pipe the data in, e.g. cat x.smi | archetool ...")
+    source = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    with open(target, "wb") as handle:
+        while True:
+            block = source.read(1 << 20)
+            if not block:
+                break
+            handle.write(block if isinstance(block, bytes) else block.encode("utf-8"))
+    if target.stat().st_size == 0:
+        raise InputError("-: standard input is empty; pipe data in, e.g. cat x.smi | archetool ...")
+    return target
