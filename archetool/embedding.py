@@ -64,20 +64,39 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
     with closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks, \
             (TableWriter(out, n_rows=n_rows) if out is not None else nullcontext()) as writer:
         for chunk, frame in chunks:
+            rejects.append(chunk.rejects)
+            if len(frame) == 0:  # every SMILES of the chunk invalid: nothing to write (yet)
+                continue
             if writer is None:
-                frame.to_csv(sys.stdout, index=False, header=not written and not rejects)
-            elif fmt == ".npy" and len(chunk.rejects):
-                raise ArchetoolError(f"{data}: {len(chunk.rejects)} invalid SMILES; .npy output cannot keep ids aligned, use .parquet or .csv")
+                frame.to_csv(sys.stdout, index=False, header=not written)
+            elif fmt == ".npy" and sum(len(r) for r in rejects):
+                raise ArchetoolError(f"{data}: {sum(len(r) for r in rejects)} invalid SMILES; .npy output cannot keep ids aligned, use .parquet or .csv")
             else:
                 writer.write(frame)
             written += len(frame)
-            rejects.append(chunk.rejects)
             del chunk, frame  # memory: only the chunk being read stays alive meanwhile
+        if written == 0:  # raised inside the writer: nothing is left at --out
+            raise _nothing_to_embed(data, rejects)
     _report_rejects(data, out, rejects, written)
     seconds = time.perf_counter() - tic
     log.info("embedded %d rows in %.1fs (%.0f rows/s)%s", written, seconds, written / max(seconds, 1e-9),
              f" -> {out}" if out else "")
     return written
+
+
+def _nothing_to_embed(data, rejects) -> ArchetoolError:
+    """The error for an input without a single row that can be embedded."""
+    import pandas as pd
+
+    from archetool.errors import InputError, preview
+
+    frames = [r for r in rejects if len(r)]
+    if not frames:
+        return InputError(f"{data}: no rows to embed; the file holds a header but no data rows")
+    table = pd.concat(frames, ignore_index=True)
+    shown = preview([f"{smi!r} (row {row})" for row, smi in zip(table["row"], table["smiles"])], 3)
+    return InputError(f"{data}: none of the {len(table)} SMILES could be parsed by RDKit ({shown}); "
+                      "check the SMILES column (--smiles-column) and the file's delimiter; nothing was written")
 
 
 def _report_rejects(data, out: Path | None, rejects, written: int) -> None:

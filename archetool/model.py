@@ -235,10 +235,15 @@ class ArchetoolModel:
 
     def _finish_chunk(self, data, chunk: InferenceChunk, parts: list) -> tuple[InferenceChunk, pd.DataFrame]:
         try:
-            outputs = self._gather(parts)
+            outputs = self._gather(parts) if parts else self._empty_outputs()
         except _InfiniteValue as err:
             raise infinite_value_error(data, chunk.ids, self.prep.feature_names, err.row, err.col) from None
         return chunk, self.embedding_frame(chunk.ids, outputs)
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
+        """``module.embed``'s outputs for zero rows (a chunk whose every SMILES is invalid), with their widths."""
+        probe = np.zeros((1, len(self.prep.feature_names)), np.float32)
+        return {key: value[:0] for key, value in self._forward_rows(probe, 0, 1).items()}
 
     def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
         """Embed a whole file in memory and return the embedding table (Python API)."""
