@@ -34,13 +34,16 @@ def effective_chunk_rows(chunk_rows: int, n_features: int, batch_size: int) -> i
 
 
 def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, batch_size: int = 1024,
-             chunk_rows: int = 65536, device: str = "auto", threads: int | None = None) -> int:
+             chunk_rows: int = 65536, device: str = "auto", threads: int | None = None,
+             read_options=None, allow_missing_features: bool = False) -> int:
     """Embed ``data`` chunk by chunk; write CSV/TSV/Parquet/.npy as it goes, or an .h5ad with obsm.
 
     ``chunk_rows`` is an upper bound: see :func:`effective_chunk_rows`. ``threads``: CPU workers for the
     forward passes (default: torch's thread count, i.e. ``OMP_NUM_THREADS`` or the cores); the next chunk
     is read meanwhile. Returns the number of rows written. Invalid SMILES are reported and listed in
-    ``<out>.rejects.csv``.
+    ``<out>.rejects.csv``. ``read_options``: a :class:`~archetool.data.source.ReadOptions` (``--layer``,
+    ``--sep``); ``allow_missing_features``: fill missing features with the training mean (a warning)
+    instead of refusing.
     """
     from archetool.data.readers import data_extension, open_source
     from archetool.io_tables import TableWriter, output_format
@@ -57,11 +60,12 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
     if fmt == ".h5ad":
         if data_extension(Path(data)) != ".h5ad":
             raise ArchetoolError(f"{out}: .h5ad output needs .h5ad input (the embedding is added to its obsm); use .parquet or .csv")
-        return _embed_to_h5ad(model, Path(data), out, batch_size, chunk_rows, threads)
+        return _embed_to_h5ad(model, Path(data), out, batch_size, chunk_rows, threads, read_options, allow_missing_features)
     n_rows = open_source(data).n_rows if fmt == ".npy" else None
     tic, written, rejects = time.perf_counter(), 0, []
     # embed needs no per-row metadata (LINCS fields); the next chunk is read while the model runs
-    with closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks, \
+    with closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=(), read_options=read_options,
+                                       allow_missing_features=allow_missing_features)) as chunks, \
             (TableWriter(out, n_rows=n_rows) if out is not None else nullcontext()) as writer:
         for chunk, frame in chunks:
             rejects.append(chunk.rejects)
@@ -114,7 +118,8 @@ def _report_rejects(data, out: Path | None, rejects, written: int) -> None:
                 data, len(table), len(table) + written, target)
 
 
-def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int, threads: int | None) -> int:
+def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int, threads: int | None,
+                   read_options=None, allow_missing_features: bool = False) -> int:
     """A copy of the input .h5ad with obsm['X_<kind>'] (z), obsm['<kind>_weights'] (deepaa's a0..) and
     obs['<kind>_pred_*'], written chunk by chunk (memory flat, see :mod:`archetool.io_h5ad`)."""
     from archetool.atomic import atomic_path
@@ -125,7 +130,8 @@ def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: in
     kind, written, z_dim = model.kind, 0, 0
     tic = time.perf_counter()
     with atomic_path(out) as tmp, H5adAnnotator(data, tmp, n_rows) as annotator, \
-            closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks:
+            closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=(), read_options=read_options,
+                                          allow_missing_features=allow_missing_features)) as chunks:
         for _, frame in chunks:
             z = [c for c in frame.columns if c.startswith("z") and c[1:].isdigit()]
             weights = [c for c in frame.columns if c.startswith("a") and c[1:].isdigit()]

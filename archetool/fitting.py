@@ -48,6 +48,7 @@ class FitOptions:
     drop_missing: bool = False
     strict_classes: bool = False
     layer: str | None = None
+    sep: str | None = None
     id_column: str | None = None
     smiles_column: str | None = None
     radius: int = 2
@@ -88,7 +89,8 @@ def fit(options: FitOptions):
     data, prep = load_training_data(
         options.data, side=options.side, label=options.label, labels_file=options.labels_file,
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
-        read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column),
+        read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column,
+                                 sep=options.sep),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors),
         likelihood=options.likelihood,
     )

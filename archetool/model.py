@@ -197,13 +197,15 @@ class ArchetoolModel:
 
     def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096,
                         threads: int | None = None, obs_columns: tuple[str, ...] | None = None,
+                        read_options=None, allow_missing_features: bool = False,
                         ) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
         """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat.
 
         Three stages overlap: a background thread reads and scales the next chunk; on the CPU, ``threads``
         single-threaded workers (default: torch's thread count, i.e. ``OMP_NUM_THREADS`` or the cores; see
         :mod:`archetool.threads`) run the model on the current one; the caller writes the one before.
-        ``obs_columns``: the columns wanted in ``chunk.obs`` (None: all).
+        ``obs_columns``: the columns wanted in ``chunk.obs`` (None: all). ``read_options`` (``--layer``,
+        ``--sep``) and ``allow_missing_features``: see :func:`~archetool.data.prepare.iter_inference_chunks`.
         """
         import torch
 
@@ -212,7 +214,8 @@ class ArchetoolModel:
         workers = int(threads or torch.get_num_threads())
         step = max(1, min(batch_size, -(-batch_rows // workers)))  # a batch per worker even in small (wide) chunks
         # features are standardised batch by batch in the forward pass (cache-hot), not chunk by chunk
-        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, obs_columns=obs_columns, scale=False))
+        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, read_options=read_options, obs_columns=obs_columns,
+                                                scale=False, allow_missing_features=allow_missing_features))
         scaling = self._scaling_tensors()
         try:
             with forward_pool(self.device, workers) as pool:

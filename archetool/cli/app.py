@@ -173,6 +173,19 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
+_SEPARATORS = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|", "space": " "}
+
+
+def _parse_sep(text: str | None) -> str | None:
+    """--sep: one character, or tab / semicolon / comma / pipe / space (or '\\t')."""
+    if text is None:
+        return None
+    sep = _SEPARATORS.get(text.lower(), text)
+    if len(sep) != 1:
+        raise ArchetoolError(f"--sep {text!r}: give one character (--sep ';') or tab, semicolon, comma, pipe, space")
+    return sep
+
+
 def _parse_hidden(text: str) -> list[int]:
     """'256,128' -> [256, 128]; every width a whole number >= 1."""
     parts = [part.strip() for part in text.split(",")]
@@ -231,6 +244,7 @@ def fit(
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing side values or labels."),
     strict_classes: bool = typer.Option(False, "--strict-classes", help="Refuse classes with fewer than 2 samples."),
     layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer to use instead of X."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Delimiter of a text table: one character or tab, semicolon, comma, pipe (default: sniffed)."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding sample ids."),
     smiles_column: Optional[str] = typer.Option(None, "--smiles-column", help="Column holding SMILES (tables)."),
     radius: int = typer.Option(2, "--radius", min=0, help="Morgan radius."),
@@ -254,7 +268,7 @@ def fit(
         data=str(data), model=model, side=list(side), label=label, labels_file=str(labels) if labels else None,
         out=str(out) if out else None, k=ks[0], latent_dim=latent_dim, shared_dim=shared_dim, hidden=hidden_widths,
         epochs=epochs, batch_size=batch_size, lr=lr, final_lr_fraction=final_lr, restarts=restarts, val_fraction=val_fraction, patience=patience, seed=seed,
-        device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer,
+        device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer, sep=_parse_sep(sep),
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
     )
@@ -282,11 +296,17 @@ def embed(
     chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time, at most (wide inputs use fewer: a chunk stays under 32 MiB)."),
     device: str = typer.Option("auto", "--device"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the forward passes (default: OMP_NUM_THREADS, else the cores)."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer to use instead of X (default: the model's training layer)."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Delimiter of a text table: one character or tab, semicolon, comma, pipe (default: sniffed)."),
+    allow_missing_features: bool = typer.Option(False, "--allow-missing-features",
+                                                help="Fill features (genes, columns) the data lack with the training mean, with a warning, instead of refusing."),
 ) -> None:
     """Write per-sample embeddings (streamed: memory does not grow with the file)."""
+    from archetool.data.source import ReadOptions
     from archetool.embedding import embed_to
 
-    embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads)
+    embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads,
+             read_options=ReadOptions(layer=layer, sep=_parse_sep(sep)), allow_missing_features=allow_missing_features)
 
 
 @app.command()
