@@ -125,6 +125,9 @@ def fit(options: FitOptions):
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
+    from archetool.shift import shift_reference
+
+    prep.reference = shift_reference(data.x, prep.likelihood)  # for embed's distribution-shift warning
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.hparams(),
         "train": config.to_dict(), "seed": options.seed, "data": str(options.data), "device": str(device),

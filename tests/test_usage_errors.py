@@ -33,7 +33,7 @@ def one_line(result, *needles, exit_code=2, after_progress=False) -> str:
     ("a-b", ["--k 'a-b': not understood"]),
     ("2,x", ["--k '2,x': not understood"]),
     ("1", ["--k 1: deep archetypal analysis needs at least 2 archetypes"]),
-    ("0-3", ["--k 0-3: deep archetypal analysis needs at least 2"]),
+    ("0-3", ["--k 0-3: every k must be at least 2"]),
 ])
 def test_bad_k(table_csv, tmp_path, spec, needles):
     one_line(run_cli("fit", table_csv, "--k", spec, "--out", tmp_path / "m", *FAST_FIT), *needles)
@@ -58,6 +58,7 @@ def test_parse_ks_accepts_the_documented_forms():
     (["embed", "model-dir"], "error: missing argument DATA (see 'archetool embed --help')"),
     (["info"], "error: missing argument MODEL (see 'archetool info --help')"),
     (["info", "a", "b"], "error: got unexpected extra argument(s) (b) (see 'archetool info --help')"),
+    (["fit", "{data}", "-q"], "error: -q: no such option of 'archetool fit'; -q goes before the command: archetool -q fit ..."),
     (["fitt"], "error: no such command 'fitt'; did you mean 'fit'? (see 'archetool --help')"),
 ])
 def test_usage_errors_read_like_archetool_errors(table_csv, args, expected):

@@ -58,7 +58,9 @@ def usage_error_line(err, args=None) -> str:
             what = f"missing option {param.opts[0]}"
     elif isinstance(err, click.exceptions.NoSuchOption):
         what = f"{err.option_name}: no such option of '{path}'"
-        if err.possibilities:
+        if err.option_name in ("-q", "--quiet", "-v", "--verbose"):
+            what += f"; {err.option_name} goes before the command: archetool {err.option_name} {path.split()[-1]} ..."
+        elif err.possibilities:
             near = sorted(err.possibilities, key=lambda o: -difflib.SequenceMatcher(None, err.option_name, o).ratio())
             what += f"; did you mean {' or '.join(near[:2])}?"
     elif isinstance(err, click.exceptions.BadParameter) and param is not None:
@@ -169,7 +171,8 @@ def _parse_ks(text: str) -> list[int]:
     else:
         raise ArchetoolError(f"--k {spec!r}: not understood; {forms}")
     if min(ks) < 2:
-        raise ArchetoolError(f"--k {spec}: deep archetypal analysis needs at least 2 archetypes (k >= 2)")
+        every = "" if len(ks) == 1 and spec.isdigit() else "every k must be at least 2: "
+        raise ArchetoolError(f"--k {spec}: {every}deep archetypal analysis needs at least 2 archetypes (k >= 2)")
     return ks
 
 

@@ -64,13 +64,14 @@ class NamedColumns:
                 obs_to.append(j)
             else:
                 missing.append(name)
-        if missing and (not self.allow_missing or len(missing) == len(self.feature_names)):
-            found = "none" if len(missing) == len(self.feature_names) else f"{len(missing)}"
-            fix = ("features are matched by name (table columns, gene ids of .h5ad/.gctx/.gct); use data with the "
-                   "model's features" if found == "none" else
-                   "features are matched by name; pass --allow-missing-features to fill them with the training mean")
-            raise InputError(f"{path}: lacks {found} of the model's {len(self.feature_names)} {self.noun} "
-                             f"(missing: {preview(missing, 5)}); {fix}")
+        if missing and len(missing) == len(self.feature_names):
+            raise InputError(f"{path}: has none of the model's {len(self.feature_names)} {self.noun} "
+                             f"({preview(missing, 5)}); features are matched by name (table columns, gene ids of "
+                             ".h5ad/.gctx/.gct): use data with the model's features")
+        if missing and not self.allow_missing:
+            raise InputError(f"{path}: lacks {len(missing)} of the model's {len(self.feature_names)} {self.noun} "
+                             f"(missing: {preview(missing, 5)}); features are matched by name; pass "
+                             "--allow-missing-features to fill them with the training mean")
         plan = (np.array(from_matrix, np.int64), np.array(matrix_to, np.int64), from_obs, np.array(obs_to, np.int64), missing)
         self._plan_cache = (key, plan)
         self.missing = missing

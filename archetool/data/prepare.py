@@ -46,6 +46,8 @@ class Preprocessing:
     id_column: str | None = None
     smiles_column: str | None = None
     layer: str | None = None
+    #: training reference figures for embed's distribution-shift check (archetool.shift); {} in older models
+    reference: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
