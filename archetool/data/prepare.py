@@ -290,8 +290,9 @@ def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:
     dupes = counts[counts > 1]
     if len(dupes):
         where = f"id column {id_column!r}" if id_column else "the row ids"
-        log.warning("%s: %d ids occur more than once in %s (%d rows in all): %s; the rows are all kept, "
-                    "but an id then names several rows in the outputs", path, len(dupes), where, int(dupes.sum()),
+        count = f"{len(dupes)} ids occur" if len(dupes) > 1 else "1 id occurs"
+        log.warning("%s: %s more than once in %s (%d rows in all): %s; the rows are all kept, "
+                    "but an id then names several rows in the outputs", path, count, where, int(dupes.sum()),
                     preview([f"{i!r} x{n}" for i, n in dupes.items()], 5))
 
 
