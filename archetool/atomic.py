@@ -61,6 +61,8 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     files); a new ``target`` appears in one rename.
     """
     target = Path(target)
+    if target.exists() and not target.is_dir():  # checked before any work, and named (not the staging dir)
+        raise NotADirectoryError(20, "is a file; give a directory (new or existing) for the output", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:

@@ -152,3 +152,11 @@ def test_preview_total():
     assert preview(["a", "b", "c"], 2) == "a, b, ... (3 in all)"
     assert preview(["a", "b"], 5, total=40) == "a, b, ... (40 in all)"
     assert np.all([preview([], 3) == ""])
+
+
+def test_output_directory_that_is_a_file(tmp_path, table_csv):
+    model = tmp_path / "m"
+    assert run_cli("fit", table_csv, "--out", model, *FAST_FIT).exit_code == 0
+    line = one_line(run_cli("archetypes", model, "--out", table_csv), exit_code=1)
+    assert line == f"error: {table_csv}: is a file; give a directory (new or existing) for the output"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left
