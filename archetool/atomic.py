@@ -30,9 +30,15 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     The temporary keeps the target's extension (writers that look at it still work) and starts with a dot.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(20, "cannot write here: a file stands where its folder should be", str(target)) from None
     ext = suffix if suffix is not None else "".join(target.suffixes[-2:]) if target.suffixes else ""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{ext}", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{ext}", dir=target.parent)
+    except OSError as err:  # name the target, not the temporary, in the message
+        raise OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -55,6 +61,8 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     files); a new ``target`` appears in one rename.
     """
     target = Path(target)
+    if target.exists() and not target.is_dir():  # checked before any work, and named (not the staging dir)
+        raise NotADirectoryError(20, "is a file; give a directory (new or existing) for the output", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:

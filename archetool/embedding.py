@@ -34,13 +34,16 @@ def effective_chunk_rows(chunk_rows: int, n_features: int, batch_size: int) -> i
 
 
 def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, batch_size: int = 1024,
-             chunk_rows: int = 65536, device: str = "auto", threads: int | None = None) -> int:
+             chunk_rows: int = 65536, device: str = "auto", threads: int | None = None,
+             read_options=None, allow_missing_features: bool = False) -> int:
     """Embed ``data`` chunk by chunk; write CSV/TSV/Parquet/.npy as it goes, or an .h5ad with obsm.
 
     ``chunk_rows`` is an upper bound: see :func:`effective_chunk_rows`. ``threads``: CPU workers for the
     forward passes (default: torch's thread count, i.e. ``OMP_NUM_THREADS`` or the cores); the next chunk
     is read meanwhile. Returns the number of rows written. Invalid SMILES are reported and listed in
-    ``<out>.rejects.csv``.
+    ``<out>.rejects.csv``. ``read_options``: a :class:`~archetool.data.source.ReadOptions` (``--layer``,
+    ``--sep``); ``allow_missing_features``: fill missing features with the training mean (a warning)
+    instead of refusing.
     """
     from archetool.data.readers import data_extension, open_source
     from archetool.io_tables import TableWriter, output_format
@@ -58,29 +61,49 @@ def embed_to(model_dir: str | Path, data: str | Path, out: str | Path | None, ba
     if fmt == ".h5ad":
         if data_extension(Path(data)) != ".h5ad":
             raise ArchetoolError(f"{out}: .h5ad output needs .h5ad input (the embedding is added to its obsm); use .parquet or .csv")
-        return _embed_to_h5ad(model, Path(data), out, batch_size, chunk_rows, threads)
+        return _embed_to_h5ad(model, Path(data), out, batch_size, chunk_rows, threads, read_options, allow_missing_features)
     n_rows = open_source(data).n_rows if fmt == ".npy" else None
     tic, written, rejects = time.perf_counter(), 0, []
     # embed needs no per-row metadata (LINCS fields); the next chunk is read while the model runs
-    with closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks, \
+    with closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=(), read_options=read_options,
+                                       allow_missing_features=allow_missing_features)) as chunks, \
             (TableWriter(out, n_rows=n_rows) if out is not None else nullcontext()) as writer, \
             RowProgress("embed", total=n_rows) as progress:
         for chunk, frame in chunks:
+            rejects.append(chunk.rejects)
+            progress.update(len(frame) + len(chunk.rejects))
+            if len(frame) == 0:  # every SMILES of the chunk invalid: nothing to write (yet)
+                continue
             if writer is None:
-                frame.to_csv(sys.stdout, index=False, header=not written and not rejects)
-            elif fmt == ".npy" and len(chunk.rejects):
-                raise ArchetoolError(f"{data}: {len(chunk.rejects)} invalid SMILES; .npy output cannot keep ids aligned, use .parquet or .csv")
+                frame.to_csv(sys.stdout, index=False, header=not written)
+            elif fmt == ".npy" and sum(len(r) for r in rejects):
+                raise ArchetoolError(f"{data}: {sum(len(r) for r in rejects)} invalid SMILES; .npy output cannot keep ids aligned, use .parquet or .csv")
             else:
                 writer.write(frame)
             written += len(frame)
-            progress.update(len(frame) + len(chunk.rejects))
-            rejects.append(chunk.rejects)
             del chunk, frame  # memory: only the chunk being read stays alive meanwhile
+        if written == 0:  # raised inside the writer: nothing is left at --out
+            raise _nothing_to_embed(data, rejects)
     _report_rejects(data, out, rejects, written)
     seconds = time.perf_counter() - tic
     log.info("embedded %d rows in %.1fs (%.0f rows/s)%s", written, seconds, written / max(seconds, 1e-9),
              f" -> {out}" if out else "")
     return written
+
+
+def _nothing_to_embed(data, rejects) -> ArchetoolError:
+    """The error for an input without a single row that can be embedded."""
+    import pandas as pd
+
+    from archetool.errors import InputError, preview
+
+    frames = [r for r in rejects if len(r)]
+    if not frames:
+        return InputError(f"{data}: no rows to embed; the file holds a header but no data rows")
+    table = pd.concat(frames, ignore_index=True)
+    shown = preview([f"{smi!r} (row {row})" for row, smi in zip(table["row"], table["smiles"])], 3)
+    return InputError(f"{data}: none of the {len(table)} SMILES could be parsed by RDKit ({shown}); "
+                      "check the SMILES column (--smiles-column) and the file's delimiter; nothing was written")
 
 
 def _report_rejects(data, out: Path | None, rejects, written: int) -> None:
@@ -113,7 +136,8 @@ def anndata_annotations(model, frame) -> tuple[dict, dict, dict]:
     return obsm, preds, labels
 
 
-def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int, threads: int | None) -> int:
+def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: int, threads: int | None,
+                   read_options=None, allow_missing_features: bool = False) -> int:
     """A copy of the input .h5ad with obsm['X_<kind>'] (z), obsm['<kind>_weights'] (deepaa's a0..) and
     obs['<kind>_pred_*'], written chunk by chunk (memory flat, see :mod:`archetool.io_h5ad`)."""
     from archetool.atomic import atomic_path
@@ -124,7 +148,8 @@ def _embed_to_h5ad(model, data: Path, out: Path, batch_size: int, chunk_rows: in
     kind, written, z_dim = model.kind, 0, 0
     tic = time.perf_counter()
     with atomic_path(out) as tmp, H5adAnnotator(data, tmp, n_rows) as annotator, \
-            closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=())) as chunks:
+            closing(model.iter_embeddings(data, chunk_rows, batch_size, threads, obs_columns=(), read_options=read_options,
+                                          allow_missing_features=allow_missing_features)) as chunks:
         for _, frame in chunks:
             obsm, preds, labels = anndata_annotations(model, frame)
             annotator.write(obsm, preds, labels or None)

@@ -31,8 +31,12 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     return text.splitlines()[0][:limit] if text else type(err).__name__
 
 
-def preview(names, limit: int = 12) -> str:
-    """Comma-separated preview of ``names`` (for 'columns that do exist: ...')."""
+def preview(names, limit: int = 12, total: int | None = None) -> str:
+    """Comma-separated preview of ``names`` (for 'columns that do exist: ...').
+
+    ``total``: how many there are in all when ``names`` holds only the first few of them.
+    """
     names = [str(n) for n in names]
+    total = len(names) if total is None else max(int(total), len(names))
     head = ", ".join(names[:limit])
-    return head + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return head + (f", ... ({total} in all)" if total > min(limit, len(names)) else "")

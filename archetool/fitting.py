@@ -56,6 +56,7 @@ class FitOptions:
     drop_missing: bool = False
     strict_classes: bool = False
     layer: str | None = None
+    sep: str | None = None
     id_column: str | None = None
     smiles_column: str | None = None
     radius: int = 2
@@ -128,6 +129,7 @@ def fit(options: FitOptions):
         options.data, side=options.side, label=options.label, labels_file=options.labels_file,
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
         read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column,
+                                 sep=options.sep,
                                  extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors,
                                 descriptor_set=options.descriptor_set, jobs=options.jobs, progress=dist_info.is_main),
@@ -171,6 +173,9 @@ def fit(options: FitOptions):
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
+    from archetool.shift import shift_reference
+
+    prep.reference = shift_reference(data.x, prep.likelihood)  # for embed's distribution-shift warning
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.full_hparams(),
         "train": {**config.to_dict(), "split": options.split}, "seed": options.seed, "data": data_name, "device": str(device),

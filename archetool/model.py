@@ -138,12 +138,14 @@ class ArchetoolModel:
         """
         return self._gather(self._start_transform(x, batch_size, pool))
 
-    def _forward_rows(self, x: np.ndarray, start: int, batch_size: int, scaling=None) -> dict[str, np.ndarray]:
+    def _forward_rows(self, x: np.ndarray, start: int, batch_size: int, scaling=None, monitor=None
+                      ) -> dict[str, np.ndarray]:
         """``module.embed`` on rows start:start+batch_size of x, as numpy (runs in any thread).
 
         ``scaling``: (mean, std) tensors on the device when x is still in input units; the batch is then
         standardised here, while it is in cache, with the same float32 operations as
         ``Preprocessing.scale_x`` (same values, NaN -> 0, i.e. the training mean).
+        ``monitor``: a :class:`~archetool.shift.ShiftMonitor`; its figures of the batch come back under "_shift".
         """
         import torch
 
@@ -158,15 +160,18 @@ class ArchetoolModel:
                 block = (block - scaling[0]) / scaling[1]
                 if not finite:
                     block = torch.nan_to_num(block, nan=0.0)  # missing -> the training mean
-            return {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
+            outputs = {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
+            if monitor is not None:
+                outputs["_shift"] = monitor.batch_figures(block)
+            return outputs
 
-    def _start_transform(self, x: np.ndarray, batch_size: int, pool, scaling=None) -> list:
+    def _start_transform(self, x: np.ndarray, batch_size: int, pool, scaling=None, monitor=None) -> list:
         """The forward passes of x's batches: submitted to ``pool`` (futures), or deferred calls that
         :meth:`_gather` runs when it is None."""
         starts = range(0, len(x), batch_size)
         if pool is None:
-            return [partial(self._forward_rows, x, start, batch_size, scaling) for start in starts]
-        return [pool.submit(self._forward_rows, x, start, batch_size, scaling) for start in starts]
+            return [partial(self._forward_rows, x, start, batch_size, scaling, monitor) for start in starts]
+        return [pool.submit(self._forward_rows, x, start, batch_size, scaling, monitor) for start in starts]
 
     def _scaling_tensors(self):
         """(mean, std) of the standardised features as float32 tensors on the device, or None."""
@@ -182,7 +187,10 @@ class ArchetoolModel:
         parts = [part.result() if hasattr(part, "result") else part() for part in parts]
         if not parts:
             return {key: np.zeros((0,)) for key in ("z",)}
-        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        outputs = {key: np.concatenate([part[key] for part in parts]) for key in parts[0] if key != "_shift"}
+        if "_shift" in parts[0]:
+            outputs["_shift"] = [part["_shift"] for part in parts]
+        return outputs
 
     def embedding_frame(self, ids: np.ndarray, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
         """The embedding table: the id column first, then z0..z{d-1}, then the model's own columns."""
@@ -197,13 +205,15 @@ class ArchetoolModel:
 
     def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096,
                         threads: int | None = None, obs_columns: tuple[str, ...] | None = None,
+                        read_options=None, allow_missing_features: bool = False,
                         ) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
         """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat.
 
         Three stages overlap: a background thread reads and scales the next chunk; on the CPU, ``threads``
         single-threaded workers (default: torch's thread count, i.e. ``OMP_NUM_THREADS`` or the cores; see
         :mod:`archetool.threads`) run the model on the current one; the caller writes the one before.
-        ``obs_columns``: the columns wanted in ``chunk.obs`` (None: all).
+        ``obs_columns``: the columns wanted in ``chunk.obs`` (None: all). ``read_options`` (``--layer``,
+        ``--sep``) and ``allow_missing_features``: see :func:`~archetool.data.prepare.iter_inference_chunks`.
         """
         import torch
 
@@ -212,7 +222,9 @@ class ArchetoolModel:
         workers = int(threads or torch.get_num_threads())
         step = max(1, min(batch_size, -(-batch_rows // workers)))  # a batch per worker even in small (wide) chunks
         # features are standardised batch by batch in the forward pass (cache-hot), not chunk by chunk
-        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, obs_columns=obs_columns, scale=False))
+        monitor = self.shift_monitor()
+        chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, read_options=read_options, obs_columns=obs_columns,
+                                                scale=False, allow_missing_features=allow_missing_features))
         scaling = self._scaling_tensors()
         try:
             with forward_pool(self.device, workers) as pool:
@@ -220,25 +232,44 @@ class ArchetoolModel:
                 # (and chunk i+2 is read): no core waits for the writer. At most three chunks are alive.
                 pending = None
                 for chunk in chunks:
-                    running = (chunk, self._start_transform(chunk.x, step, pool, None if chunk.scaled else scaling))
+                    running = (chunk, self._start_transform(chunk.x, step, pool, None if chunk.scaled else scaling, monitor))
                     del chunk
                     if pool is None:  # computed in the calling thread, now
-                        yield self._finish_chunk(data, *running)
+                        yield self._finish_chunk(data, *running, monitor=monitor)
                         continue
                     if pending is not None:
-                        yield self._finish_chunk(data, *pending)
+                        yield self._finish_chunk(data, *pending, monitor=monitor)
                     pending = running
                 if pending is not None:
-                    yield self._finish_chunk(data, *pending)
+                    yield self._finish_chunk(data, *pending, monitor=monitor)
         finally:
             chunks.close()
+        warning = monitor.warning(data) if monitor is not None else None
+        if warning:
+            log.warning("%s", warning)
 
-    def _finish_chunk(self, data, chunk: InferenceChunk, parts: list) -> tuple[InferenceChunk, pd.DataFrame]:
+    def shift_monitor(self):
+        """A :class:`~archetool.shift.ShiftMonitor` on the model's training reference, or None (models
+        saved without one)."""
+        from archetool.shift import ShiftMonitor
+
+        reference = getattr(self.prep, "reference", None)
+        return ShiftMonitor(reference) if reference and "row_ms_q99" in reference else None
+
+    def _finish_chunk(self, data, chunk: InferenceChunk, parts: list, monitor=None) -> tuple[InferenceChunk, pd.DataFrame]:
         try:
-            outputs = self._gather(parts)
+            outputs = self._gather(parts) if parts else self._empty_outputs()
         except _InfiniteValue as err:
             raise infinite_value_error(data, chunk.ids, self.prep.feature_names, err.row, err.col) from None
+        figures = outputs.pop("_shift", None)
+        if monitor is not None and figures:
+            monitor.add(figures)
         return chunk, self.embedding_frame(chunk.ids, outputs)
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
+        """``module.embed``'s outputs for zero rows (a chunk whose every SMILES is invalid), with their widths."""
+        probe = np.zeros((1, len(self.prep.feature_names)), np.float32)
+        return {key: value[:0] for key, value in self._forward_rows(probe, 0, 1).items()}
 
     def embed(self, data, batch_size: int = 4096, inplace: bool = True) -> pd.DataFrame:
         """Embed ``data`` (a file path, an AnnData, a DataFrame or an array with the model's feature

@@ -102,7 +102,7 @@ def test_archetypes_codes_matrices_heatmaps_exemplars(table_model, tmp_path):
     corr = pd.read_csv(tmp_path / "a" / "code_correlations.csv", index_col=0)
     for m in (dist, corr):
         assert m.index.name == "cls" and list(m.index) == ["A", "B", "C"] and list(m.columns) == ["A", "B", "C"]
-        np.testing.assert_allclose(m.to_numpy(), m.to_numpy().T, atol=1e-6)
+        np.testing.assert_allclose(m.to_numpy(), m.to_numpy().T, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dist.to_numpy(), np.linalg.norm(codes[:, None] - codes[None], axis=2), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(corr.to_numpy(), np.corrcoef(codes), atol=1e-5)
     assert np.diag(dist.to_numpy()).max() == 0 and np.allclose(np.diag(corr.to_numpy()), 1)

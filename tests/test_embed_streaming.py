@@ -226,8 +226,10 @@ def test_streaming_embed_scales_in_the_forward_pass_with_the_same_values(h5ad_mo
         torch.set_num_threads(before)
     frames = [f for _, f in model.iter_embeddings(holed, 1000, 16, threads=2, obs_columns=())]
     got = pd.concat(frames, ignore_index=True)
-    np.testing.assert_array_equal(got[["z0", "z1"]].to_numpy(), want["z"])
-    np.testing.assert_array_equal(got[["a0", "a1", "a2"]].to_numpy(), want["weights"])
+    # same batches, but another thread and buffer: BLAS kernels may round differently (alignment), so a
+    # tolerance; a NaN that were not filled with the training mean would fail it all the same
+    np.testing.assert_allclose(got[["z0", "z1"]].to_numpy(), want["z"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[["a0", "a1", "a2"]].to_numpy(), want["weights"], rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- .h5ad output
@@ -253,24 +255,25 @@ def test_h5ad_output_is_written_chunk_by_chunk_with_the_same_values_as_parquet(t
     want = pd.read_parquet(table)
     got = ad.read_h5ad(target)
     z = [c for c in want.columns if c.startswith("z")]
-    np.testing.assert_allclose(got.obsm[f"X_{kind}"], want[z].to_numpy(), rtol=1e-6, atol=1e-7)
+    # other chunk and batch sizes: other BLAS paths (1.19e-7 apart on an Intel Xeon), so the tolerance rule
+    np.testing.assert_allclose(got.obsm[f"X_{kind}"], want[z].to_numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(got.X, adata.X)  # the input is kept as it was
     np.testing.assert_array_equal(got.layers["counts"], adata.layers["counts"])
     assert got.uns["note"] == "kept" and list(got.obs_names) == list(adata.obs_names)
     pd.testing.assert_frame_equal(got.obs[list(adata.obs.columns)], adata.obs)
     if kind == "deepaa":
-        np.testing.assert_allclose(got.obsm["deepaa_weights"], want[["a0", "a1", "a2"]].to_numpy(), rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(got.obs["deepaa_pred_n_counts"], want["pred_n_counts"], rtol=1e-6)
+        np.testing.assert_allclose(got.obsm["deepaa_weights"], want[["a0", "a1", "a2"]].to_numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.obs["deepaa_pred_n_counts"], want["pred_n_counts"], rtol=1e-5, atol=1e-6)
     else:
         assert isinstance(got.obs["nvae_pred_label"].dtype, pd.CategoricalDtype)
         assert got.obs["nvae_pred_label"].astype(str).tolist() == want["pred_label"].tolist()
-        np.testing.assert_allclose(got.obs["nvae_pred_prob"], want["pred_prob"], rtol=1e-6)
+        np.testing.assert_allclose(got.obs["nvae_pred_prob"], want["pred_prob"], rtol=1e-5, atol=1e-6)
 
     again = tmp_path / "again.h5ad"  # embedding an output again replaces the elements, nothing doubles
     assert run_cli("embed", model, target, "--out", again).exit_code == 0
     twice = ad.read_h5ad(again)
     assert list(twice.obs.columns) == list(got.obs.columns) and set(twice.obsm) == set(got.obsm)
-    np.testing.assert_allclose(twice.obsm[f"X_{kind}"], got.obsm[f"X_{kind}"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(twice.obsm[f"X_{kind}"], got.obsm[f"X_{kind}"], rtol=1e-5, atol=1e-6)
 
 
 def test_embedding_the_training_table_gives_the_stored_training_embeddings(tmp_path):
@@ -286,7 +289,8 @@ def test_embedding_the_training_table_gives_the_stored_training_embeddings(tmp_p
     stored = pd.read_parquet(model / "training_rows.parquet").set_index("id")
     got = pd.read_parquet(out).set_index("id").loc[stored.index]
     cols = [c for c in got.columns if c[0] in "za" and c[1:].isdigit()]
-    np.testing.assert_allclose(got[cols].to_numpy(), stored[cols].to_numpy(), rtol=1e-6, atol=1e-7)
+    # fit and embed batch the rows differently (other BLAS paths): the tolerance rule; the features are bitwise below
+    np.testing.assert_allclose(got[cols].to_numpy(), stored[cols].to_numpy(), rtol=1e-5, atol=1e-6)
 
     from archetool.data.prepare import iter_inference_chunks, load_training_data
     from archetool.model import ArchetoolModel

@@ -97,8 +97,9 @@ def line_between(start: np.ndarray, end: np.ndarray, steps: int) -> tuple[np.nda
     return t, (1 - t)[:, None] * start[None, :] + t[:, None] * end[None, :]
 
 
-def unknown_endpoint(spec: str, what: str, choices) -> ArchetoolError:
-    return ArchetoolError(f"endpoint {spec!r} is neither {what}; use one of: {preview(choices, 8)}")
+def unknown_endpoint(spec: str, what: str, choices, total: int | None = None) -> ArchetoolError:
+    """``choices``: the first few valid endpoints; ``total``: how many there are in all."""
+    return ArchetoolError(f"endpoint {spec!r} is neither {what}; use one of: {preview(choices, 8, total)}")
 
 
 def check_class_model_options(options, kind: str, module_cls, purpose: str) -> None:
@@ -160,8 +161,9 @@ class ModelAnalysis:
             i = find_row(model, rows, spec)
             if i is not None:
                 return latent_matrix(rows, model.module.latent_dim)[i]
-        choices = names + (rows[id_column(model)].astype(str).head(5).tolist() if rows is not None else [])
-        raise unknown_endpoint(spec, f"{self.code_kind} nor a sample id of the data", choices)
+        choices = names + (rows[id_column(model)].astype(str).head(8 - min(len(names), 3)).tolist() if rows is not None else [])
+        total = len(names) + (len(rows) if rows is not None else 0)
+        raise unknown_endpoint(spec, f"{self.code_kind} nor a sample id of the data", choices, total)
 
     def points_table(self, model, front: pd.DataFrame, latent: np.ndarray, rows: pd.DataFrame | None = None,
                      n_nearest: int = 1, molecules: str | None = None, temperature: float = 0.0,

@@ -14,8 +14,101 @@ from typer.core import TyperGroup
 from archetool.errors import ArchetoolError
 
 
+def _click():
+    """The click that typer runs on (vendored as ``typer._click`` in recent typer, else the click package)."""
+    import typer.core
+
+    return getattr(typer.core, "_click", None) or getattr(typer.core, "click")
+
+
+def _bad_value(err) -> str:
+    """What is wrong with a bad option value: "'x' is not a valid integer", "must be at least 1, got '0'"."""
+    cause = err.__cause__
+    details = cause.errors() if hasattr(cause, "errors") and callable(cause.errors) else None
+    if details:  # typer >= 0.2x validates with pydantic; its messages do not name the value
+        detail = details[0]
+        value, limits = detail.get("input"), detail.get("ctx") or {}
+        kinds = {"int_parsing": "is not a valid integer", "float_parsing": "is not a valid number",
+                 "bool_parsing": "is not a valid true/false value"}
+        if detail.get("type") in kinds:
+            return f"{value!r} {kinds[detail['type']]}"
+        bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+                  "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+        if detail.get("type") in bounds:
+            words, key = bounds[detail["type"]]
+            return f"must be {words} {limits.get(key)}, got {value!r}"
+        return f"{value!r}: {str(detail.get('msg', err.message)).rstrip('.')}"
+    return err.message.rstrip(".")
+
+
+def usage_error_line(err, args=None) -> str:
+    """A click usage error as one plain line, like archetool's own: ``error: --epochs: 'x' is not a valid
+    integer (see 'archetool fit --help')``. ``args``: the command line, for errors that carry no context."""
+    import difflib
+
+    click = _click()
+    path = err.ctx.command_path if getattr(err, "ctx", None) is not None else "archetool"
+    if getattr(err, "ctx", None) is None and args and args[0] in app_commands():
+        path = f"archetool {args[0]}"
+    param = getattr(err, "param", None)
+    if isinstance(err, click.exceptions.MissingParameter) and param is not None:
+        if param.param_type_name == "argument":
+            what = f"missing argument {(param.metavar or param.name).upper()}"
+        else:
+            what = f"missing option {param.opts[0]}"
+    elif isinstance(err, click.exceptions.NoSuchOption):
+        what = f"{err.option_name}: no such option of '{path}'"
+        if err.option_name in ("-q", "--quiet", "-v", "--verbose"):
+            what += f"; {err.option_name} goes before the command: archetool {err.option_name} {path.split()[-1]} ..."
+        elif err.possibilities:
+            near = sorted(err.possibilities, key=lambda o: -difflib.SequenceMatcher(None, err.option_name, o).ratio())
+            what += f"; did you mean {' or '.join(near[:2])}?"
+    elif isinstance(err, click.exceptions.BadParameter) and param is not None:
+        name = param.opts[0] if param.param_type_name == "option" else (param.metavar or param.name).upper()
+        what = f"{name}: {_bad_value(err)}"
+    elif isinstance(err, click.exceptions.BadOptionUsage) and "requires an argument" in err.message:
+        what = f"{err.option_name}: needs a value"
+    else:
+        what = err.message.rstrip(".").replace(". Did you mean", "; did you mean")
+        what = what[:1].lower() + what[1:]
+    return f"error: {' '.join(what.split())} (see '{path} --help')"
+
+
+def app_commands() -> list[str]:
+    """The subcommand names."""
+    return [c.name or c.callback.__name__ for c in app.registered_commands]
+
+
 class _Commands(TyperGroup):
-    """Turns user errors into one ``error: ...`` line on stderr and a non-zero exit code."""
+    """Turns user errors into one ``error: ...`` line on stderr and a non-zero exit code: archetool's own
+    (:class:`ArchetoolError`, exit code 2 or the error's) and click's usage errors (unknown option or
+    command, missing argument, bad value: exit code 2), which typer would draw as a boxed panel."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        click = _click()
+        try:
+            # one program name in usage and messages, whether run as `archetool`, `python -m archetool` or in tests
+            result = super().main(args=args, prog_name="archetool", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except click.exceptions.UsageError as err:
+            if not standalone_mode:
+                raise
+            typer.echo(usage_error_line(err, list(sys.argv[1:] if args is None else args)), err=True)
+            sys.exit(err.exit_code)
+        except click.exceptions.ClickException as err:  # e.g. FileError: still one line
+            if not standalone_mode:
+                raise
+            typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        # without standalone mode click returns an Exit's code (--help, typer.Exit) instead of exiting
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -96,14 +189,51 @@ def _set_jobs(jobs: Optional[int]) -> None:
 
 
 def _parse_ks(text: str) -> list[int]:
-    """'4' -> [4]; '2-6' -> [2..6]; '2,3,5' -> [2, 3, 5]."""
-    try:
-        if "-" in text.strip("-"):
-            lo, hi = text.split("-", 1)
-            return list(range(int(lo), int(hi) + 1))
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ArchetoolError(f"--k {text!r}: give a whole number (4), a range (2-8) or a list (2,3,5)") from None
+    """'4' -> [4]; '2-6' -> [2..6]; '2,3,5' -> [2, 3, 5]; anything else (empty, negative, descending,
+    not numbers) -> an ArchetoolError saying what is accepted. Every k is at least 2."""
+    import re
+
+    forms = "give a whole number (4), a range (2-8) or a list (2,3,5)"
+    spec = text.strip()
+    if not spec:
+        raise ArchetoolError(f"--k is empty; {forms}")
+    span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", spec)
+    if span:
+        lo, hi = int(span[1]), int(span[2])
+        if lo > hi:
+            raise ArchetoolError(f"--k {spec}: the range runs downwards; write the smaller number first (--k {hi}-{lo})")
+        ks = list(range(lo, hi + 1))
+    elif re.fullmatch(r"\d+(\s*,\s*\d+)*\s*,?", spec):
+        ks = list(dict.fromkeys(int(part) for part in spec.split(",") if part.strip()))
+    elif re.fullmatch(r"-\s*\d+", spec):
+        raise ArchetoolError(f"--k {spec}: the number of archetypes cannot be negative; {forms}")
+    else:
+        raise ArchetoolError(f"--k {spec!r}: not understood; {forms}")
+    if min(ks) < 2:
+        every = "" if len(ks) == 1 and spec.isdigit() else "every k must be at least 2: "
+        raise ArchetoolError(f"--k {spec}: {every}deep archetypal analysis needs at least 2 archetypes (k >= 2)")
+    return ks
+
+
+_SEPARATORS = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|", "space": " "}
+
+
+def _parse_sep(text: str | None) -> str | None:
+    """--sep: one character, or tab / semicolon / comma / pipe / space (or '\\t')."""
+    if text is None:
+        return None
+    sep = _SEPARATORS.get(text.lower(), text)
+    if len(sep) != 1:
+        raise ArchetoolError(f"--sep {text!r}: give one character (--sep ';') or tab, semicolon, comma, pipe, space")
+    return sep
+
+
+def _parse_hidden(text: str) -> list[int]:
+    """'256,128' -> [256, 128]; every width a whole number >= 1."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise ArchetoolError(f"--hidden {text!r}: give layer widths as whole numbers of at least 1, comma-separated (e.g. --hidden 256,128)")
+    return [int(part) for part in parts]
 
 
 def _parse_settings(items: list[str]) -> dict:
@@ -132,7 +262,7 @@ def _stdout_or_file(frame, out: Optional[Path]) -> None:
 
 @app.command()
 def fit(
-    data: Path = typer.Argument(..., help="Input file: .csv .tsv .parquet .smi .sdf .h5ad .gctx .gct, or - (standard input, with --format)."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Input file: .csv .tsv .parquet .smi .sdf .h5ad .gctx .gct, or - (standard input, with --format)."),
     model: str = typer.Option("deepaa", "--model", "-m", help="deepaa | nvae | svqvae"),
     side: List[str] = typer.Option([], "--side", "-s", help="Side-information column (repeatable; deepaa)."),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="Class column / obs key / column-metadata field."),
@@ -156,6 +286,7 @@ def fit(
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing side values or labels."),
     strict_classes: bool = typer.Option(False, "--strict-classes", help="Refuse classes with fewer than 2 samples."),
     layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer to use instead of X."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Delimiter of a text table: one character or tab, semicolon, comma, pipe (default: sniffed)."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding sample ids."),
     smiles_column: Optional[str] = typer.Option(None, "--smiles-column", help="Column holding SMILES (tables)."),
     radius: int = typer.Option(2, "--radius", min=0, help="Morgan radius."),
@@ -185,12 +316,12 @@ def fit(
     model_options = _parse_settings(settings)
     if prior is not None:
         model_options["prior"] = prior
-    hidden_widths = [int(h) for h in hidden.split(",")] if hidden else None
+    hidden_widths = _parse_hidden(hidden) if hidden else None
     options = FitOptions(
         data=str(data), model=model, side=list(side), label=label, labels_file=str(labels) if labels else None,
         out=str(out) if out else None, k=ks[0], latent_dim=latent_dim, shared_dim=shared_dim, hidden=hidden_widths,
         epochs=epochs, batch_size=batch_size, lr=lr, final_lr_fraction=final_lr, restarts=restarts, val_fraction=val_fraction, patience=patience, seed=seed,
-        device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer,
+        device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer, sep=_parse_sep(sep),
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
         decoder=decoder, split=split, jobs=jobs, descriptor_set=descriptor_set,
@@ -213,7 +344,7 @@ def fit(
 @app.command()
 def embed(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="Model directory from 'archetool fit'."),
-    data: Path = typer.Argument(..., help="Data to embed (any input format), or - (standard input, with --format)."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Data to embed (any input format), or - (standard input, with --format)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=".csv .tsv .parquet .npy .h5ad (default: CSV on stdout)."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Rows per forward pass."),
     chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time, at most (wide inputs use fewer: a chunk stays under 32 MiB)."),
@@ -221,8 +352,13 @@ def embed(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the forward passes (default: OMP_NUM_THREADS, else the cores)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer to use instead of X (default: the model's training layer)."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Delimiter of a text table: one character or tab, semicolon, comma, pipe (default: sniffed)."),
+    allow_missing_features: bool = typer.Option(False, "--allow-missing-features",
+                                                help="Fill features (genes, columns) the data lack with the training mean, with a warning, instead of refusing."),
 ) -> None:
     """Write per-sample embeddings (streamed: memory does not grow with the file)."""
+    from archetool.data.source import ReadOptions
     from archetool.embedding import embed_to
 
     data = _data_path(data, fmt)
@@ -234,7 +370,8 @@ def embed(
         from archetool.data.featurizers import start_workers_early
 
         start_workers_early()
-    embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads)
+    embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads,
+             read_options=ReadOptions(layer=layer, sep=_parse_sep(sep)), allow_missing_features=allow_missing_features)
 
 
 @app.command()

@@ -26,7 +26,93 @@ class Features:
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
-class NumericFeaturizer:
+class NamedColumns:
+    """Gathers a model's features from a batch **by name**, whatever the file type: the columns of the
+    expression matrix (genes of an .h5ad / .gctx / .gct) first, then numeric per-row columns (table
+    columns, h5ad obs). So a model fitted on a table of gene columns embeds an .h5ad with those genes,
+    and the reverse.
+
+    Features found nowhere are missing: an InputError listing them, unless ``allow_missing`` (set by
+    ``embed --allow-missing-features``); then they come back as NaN, which scaling turns into the
+    training mean, and :attr:`missing` names them.
+    """
+
+    feature_names: list[str]
+    allow_missing = False
+    #: what the features are called in messages
+    noun = "features"
+
+    def _init_lookup(self) -> None:
+        self.missing: list[str] = []
+        self._plan_cache: tuple[tuple, tuple] | None = None
+
+    def _plan(self, batch: RawBatch, path):
+        """(matrix positions, positions in the model, obs columns, positions in the model, missing) for the
+        batch's columns; cached while the batch layout stays the same (every chunk of one file)."""
+        genes = tuple(str(g) for g in batch.feature_names) if batch.matrix is not None and batch.feature_names is not None else ()
+        key = (genes, tuple(str(c) for c in batch.obs.columns))
+        if getattr(self, "_plan_cache", None) is not None and self._plan_cache[0] == key:
+            return self._plan_cache[1]
+        in_matrix = {g: i for i, g in enumerate(genes)}
+        in_obs = {str(c): c for c in batch.obs.columns}
+        from_matrix, matrix_to, from_obs, obs_to, missing = [], [], [], [], []
+        for j, name in enumerate(self.feature_names):
+            if name in in_matrix:
+                from_matrix.append(in_matrix[name])
+                matrix_to.append(j)
+            elif name in in_obs:
+                from_obs.append(in_obs[name])
+                obs_to.append(j)
+            else:
+                missing.append(name)
+        if missing and len(missing) == len(self.feature_names):
+            raise InputError(f"{path}: has none of the model's {len(self.feature_names)} {self.noun} "
+                             f"({preview(missing, 5)}); features are matched by name (table columns, gene ids of "
+                             ".h5ad/.gctx/.gct): use data with the model's features")
+        if missing and not self.allow_missing:
+            raise InputError(f"{path}: lacks {len(missing)} of the model's {len(self.feature_names)} {self.noun} "
+                             f"(missing: {preview(missing, 5)}); features are matched by name; pass "
+                             "--allow-missing-features to fill them with the training mean")
+        plan = (np.array(from_matrix, np.int64), np.array(matrix_to, np.int64), from_obs, np.array(obs_to, np.int64), missing)
+        self._plan_cache = (key, plan)
+        self.missing = missing
+        return plan
+
+    def gather(self, batch: RawBatch, path) -> np.ndarray:
+        """The (n, p) float32 feature matrix of ``batch`` in the model's feature order (NaN where missing)."""
+        import scipy.sparse as sp
+
+        from_matrix, matrix_to, from_obs, obs_to, missing = self._plan(batch, path)
+        n, p = len(batch), len(self.feature_names)
+        if len(from_matrix) == p and np.array_equal(matrix_to, np.arange(p)):  # every feature a matrix column
+            block = batch.matrix[:, from_matrix]
+            x = block.toarray() if sp.issparse(block) else np.asarray(block)
+            return x.astype(np.float32, copy=False)
+        x = np.full((n, p), np.nan, np.float32)
+        if len(from_matrix):
+            block = batch.matrix[:, from_matrix]
+            x[:, matrix_to] = block.toarray() if sp.issparse(block) else np.asarray(block)
+        if from_obs:
+            x[:, obs_to] = self._numeric_obs(batch, from_obs, path)
+        return x
+
+    @staticmethod
+    def _numeric_obs(batch: RawBatch, columns: list, path) -> np.ndarray:
+        block = batch.obs[columns]
+        bad = [c for c in columns if not pd.api.types.is_numeric_dtype(block[c]) and not pd.api.types.is_bool_dtype(block[c])]
+        if bad:
+            col = bad[0]
+            values = pd.to_numeric(block[col], errors="coerce")
+            wrong = np.flatnonzero(values.isna().to_numpy() & block[col].notna().to_numpy())
+            if len(wrong):
+                row = int(wrong[0])
+                raise InputError(f"{path}: feature column {col!r} is not numeric (row {row + batch.row_offset + 1} "
+                                 f"holds {block[col].iloc[row]!r})")
+            block = block.assign(**{str(col): values for col in bad})
+        return block.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+class NumericFeaturizer(NamedColumns):
     """Numeric table columns (minus id / side / label columns) as features; NaN -> training mean."""
 
     name = "numeric"
@@ -34,6 +120,7 @@ class NumericFeaturizer:
 
     def __init__(self, feature_names: list[str] | None = None):
         self.feature_names = list(feature_names or [])
+        self._init_lookup()
 
     def fit(self, batch: RawBatch, exclude: set[str], path) -> None:
         numeric = [c for c in batch.obs.columns if c not in exclude and pd.api.types.is_numeric_dtype(batch.obs[c])]
@@ -45,20 +132,11 @@ class NumericFeaturizer:
         self.feature_names = [str(c) for c in numeric]
 
     def transform(self, batch: RawBatch, path) -> Features:
-        missing = [c for c in self.feature_names if c not in batch.obs.columns]
-        if missing:
-            raise InputError(
-                f"{path}: lacks {len(missing)} of the model's {len(self.feature_names)} feature columns "
-                f"(e.g. {preview(missing, 5)}); provide the columns the model was fitted on"
-            )
-        block = batch.obs[self.feature_names]
-        bad = [c for c in self.feature_names if not pd.api.types.is_numeric_dtype(block[c])]
-        if bad:
-            col = bad[0]
-            values = pd.to_numeric(block[col], errors="coerce")
-            row = int(np.flatnonzero(values.isna() & block[col].notna())[0]) + batch.row_offset + 1
-            raise InputError(f"{path}: feature column {col!r} is not numeric (row {row} holds {block[col].iloc[row - 1 - batch.row_offset]!r})")
-        x = block.to_numpy(dtype=np.float32, na_value=np.nan)
+        """Columns by name (see :class:`NamedColumns`): table columns, or the genes of an expression file."""
+        if batch.matrix is None and not self.allow_missing and all(c in batch.obs.columns for c in self.feature_names):
+            x = self._numeric_obs(batch, self.feature_names, path)  # the usual case: a table like the training one
+        else:
+            x = self.gather(batch, path)
         return Features(x=x, valid=np.ones(len(batch), bool))
 
     def state(self) -> dict:
@@ -348,15 +426,17 @@ def _join(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.nd
     return np.concatenate([x for x, _ in parts]), np.concatenate([v for _, v in parts])
 
 
-class GeneFeaturizer:
-    """Expression matrix columns, matched to the model's genes **by name** (any order, extra genes ignored)."""
+class GeneFeaturizer(NamedColumns):
+    """Expression matrix columns, matched to the model's genes **by name** (any order, extra genes ignored);
+    a table with gene-named columns works too (see :class:`NamedColumns`)."""
 
     name = "genes"
     likelihood = "gaussian"
+    noun = "genes"
 
     def __init__(self, feature_names: list[str] | None = None):
         self.feature_names = list(feature_names or [])
-        self._index_cache: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._init_lookup()
 
     def fit(self, batch: RawBatch, exclude: set[str], path) -> None:
         names = [str(g) for g in batch.feature_names]
@@ -365,28 +445,8 @@ class GeneFeaturizer:
             raise InputError(f"{path}: gene names must be unique; duplicated: {preview(dupes, 5)}")
         self.feature_names = names
 
-    def _column_index(self, names: list[str], path) -> np.ndarray:
-        key = tuple(names)
-        if self._index_cache is not None and self._index_cache[0] == key:
-            return self._index_cache[1]
-        position = {g: i for i, g in enumerate(names)}
-        missing = [g for g in self.feature_names if g not in position]
-        if missing:
-            raise InputError(
-                f"{path}: lacks {len(missing)} of the model's {len(self.feature_names)} genes "
-                f"(e.g. {preview(missing, 5)}); genes are matched by name: use data with the same gene ids"
-            )
-        index = np.array([position[g] for g in self.feature_names], dtype=np.int64)
-        self._index_cache = (key, index)
-        return index
-
     def transform(self, batch: RawBatch, path) -> Features:
-        import scipy.sparse as sp
-
-        index = self._column_index([str(g) for g in batch.feature_names], path)
-        block = batch.matrix[:, index]
-        x = block.toarray() if sp.issparse(block) else np.asarray(block)
-        return Features(x=x.astype(np.float32, copy=False), valid=np.ones(len(batch), bool))
+        return Features(x=self.gather(batch, path), valid=np.ones(len(batch), bool))
 
     def state(self) -> dict:
         return {"name": self.name, "feature_names": self.feature_names}

@@ -51,6 +51,8 @@ class Preprocessing:
     layer: str | None = None
     x_transform: str | None = None
     sequence: dict | None = None
+    #: training reference figures for embed's distribution-shift check (archetool.shift); {} in older models
+    reference: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -310,6 +312,7 @@ def load_training_data(
         raise InputError(f"{path}: no rows left after dropping missing values")
     obs = batch.obs.loc[keep].reset_index(drop=True)
     ids = batch.ids[keep]
+    _warn_duplicate_ids(path, ids, id_column)
 
     lik = likelihood or featurizer.likelihood
     prep = Preprocessing(source_kind=source.kind, featurizer=featurizer.state(), likelihood=lik,
@@ -359,6 +362,18 @@ def load_training_data(
     return data, prep
 
 
+def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:
+    """A warning naming how many row ids occur more than once and the first few (the rows are all kept)."""
+    counts = pd.Series(ids).value_counts(sort=False)
+    dupes = counts[counts > 1]
+    if len(dupes):
+        where = f"id column {id_column!r}" if id_column else "the row ids"
+        count = f"{len(dupes)} ids occur" if len(dupes) > 1 else "1 id occurs"
+        log.warning("%s: %s more than once in %s (%d rows in all): %s; the rows are all kept, "
+                    "but an id then names several rows in the outputs", path, count, where, int(dupes.sum()),
+                    preview([f"{i!r} x{n}" for i, n in dupes.items()], 5))
+
+
 def _encode_labels(path, data: Dataset, prep: Preprocessing, labels: pd.Series, column: str,
                    min_class_size: int, strict: bool) -> None:
     names = labels.astype(str).to_numpy()
@@ -392,31 +407,50 @@ class InferenceChunk:
     scaled: bool = True
 
 
+def inference_read_options(prep: Preprocessing, read_options: ReadOptions | None = None,
+                           obs_columns: tuple[str, ...] | None = None) -> ReadOptions:
+    """How ``embed`` opens a new file: the caller's options (``--layer``, ``--sep``), else the model's
+    training layer; the per-row columns wanted (``obs_columns``) are the caller's."""
+    from dataclasses import replace
+
+    if read_options is None:
+        return ReadOptions(layer=prep.layer, obs_columns=obs_columns)
+    return replace(read_options, layer=read_options.layer if read_options.layer is not None else prep.layer,
+                   obs_columns=obs_columns if read_options.obs_columns is None else read_options.obs_columns)
+
+
 def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int = 65536,
                           read_options: ReadOptions | None = None,
-                          obs_columns: tuple[str, ...] | None = None, scale: bool = True) -> Iterator[InferenceChunk]:
-    """Featurise a new file chunk by chunk exactly as at fit time (genes matched by name).
+                          obs_columns: tuple[str, ...] | None = None, scale: bool = True,
+                          allow_missing_features: bool = False) -> Iterator[InferenceChunk]:
+    """Featurise a new file chunk by chunk exactly as at fit time.
 
+    The preprocessing comes from the model, not from the file type: table and expression models match
+    their features **by name** in any table or expression file (table columns, .h5ad var names, .gctx /
+    .gct gene ids). Missing features are an InputError listing them, unless ``allow_missing_features``:
+    then they are filled with the training mean and a warning says how many and which.
+    ``read_options``: see :func:`inference_read_options`.
     ``obs_columns``: the per-row columns wanted in ``chunk.obs`` (None: all; see ``ReadOptions``).
     ``scale=False`` leaves float32 standardised features (expression matrices) in the input's units
     (``chunk.scaled`` False) for a consumer that scales each batch itself, right before the model reads
     it (``ArchetoolModel``'s streaming embed: one pass over memory fewer).
     """
-    options = read_options or ReadOptions(layer=prep.layer, obs_columns=obs_columns)
-    source = open_source(path, options)
-    path = source.path
-    if source.kind != prep.source_kind and not (source.kind == "molecules" and prep.source_kind == "table"):
-        raise InputError(f"{path}: holds {source.kind} data but the model was fitted on {prep.source_kind} data")
+    source = open_source(path, inference_read_options(prep, read_options, obs_columns))
+    path = source.path  # in-memory data: a description
     featurizer = prep.make_featurizer()
+    featurizer.allow_missing = allow_missing_features
     smiles_column = getattr(source, "smiles_column", None)
-    genes = prep.featurizer["name"] == "genes"
+    morgan = prep.featurizer["name"] == "morgan"
+    if morgan and not smiles_column:
+        raise InputError(f"{path}: no SMILES column found but the model was fitted on molecules; "
+                         "name it with --smiles-column" if source.kind != "expression" else
+                         f"{path}: holds expression data but the model was fitted on molecules (SMILES)")
+    warned = False
     for batch in source.iter_batches(batch_rows):
         inplace = False
-        if prep.featurizer["name"] == "morgan":
-            if not smiles_column:
-                raise InputError(f"{path}: no SMILES column found but the model was fitted on molecules")
+        if morgan:
             feats = featurizer.transform(batch, path, smiles_column)
-        elif genes and _genes_in_model_order(batch, featurizer.feature_names):
+        elif _genes_in_model_order(batch, featurizer.feature_names):
             # the usual case (same gene list): the dense block is already the feature matrix -- no gather copy
             feats = Features(x=batch.matrix, valid=np.ones(len(batch), bool))
             # readers hand out a fresh array per chunk (a slice of a cached matrix is a view, not owned),
@@ -424,6 +458,11 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
             inplace = batch.matrix.flags.owndata
         else:
             feats = featurizer.transform(batch, path)
+            if featurizer.missing and not warned:
+                warned = True
+                log.warning("%s: %d of the model's %d features are missing and were filled with the training mean "
+                            "(--allow-missing-features): %s", path, len(featurizer.missing),
+                            len(featurizer.feature_names), preview(featurizer.missing, 8))
         rejects = pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
                                 "id": [batch.ids[i] for i, _ in feats.rejects],
                                 "smiles": [s for _, s in feats.rejects],

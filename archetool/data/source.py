@@ -71,9 +71,12 @@ class ReadOptions:
     smiles_column: table column holding SMILES (default: autodetected 'smiles'/'SMILES'/'canonical_smiles')
     obs_columns:   the ``RawBatch.obs`` columns the caller needs (None: all); readers of large files
                    (.gctx, .h5ad) leave the others out, e.g. ``embed`` needs none of the LINCS metadata
+    sep:           delimiter of a text table (None: tab for .tsv/.txt, else sniffed from the head of the
+                   file: comma, semicolon, tab or pipe)
     """
 
     layer: str | None = None
+    sep: str | None = None
     id_column: str | None = None
     smiles_column: str | None = None
     obs_columns: tuple[str, ...] | None = None

@@ -21,7 +21,18 @@ def model_class(kind: str) -> type[ArchetoolModule]:
 
 
 def build_model(kind: str, **hparams) -> ArchetoolModule:
-    return model_class(kind).build(hparams)
+    """An untrained module; a ValueError names any keyword that is not one of the class's hyper-parameters
+    (``"sequence_decoder"`` describes the molecule decoder, see ``ArchetoolModule.build``)."""
+    import inspect
+
+    cls = model_class(kind)
+    accepted = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    unknown = [n for n in hparams if n not in accepted and n != "sequence_decoder"]
+    if unknown:
+        fixed = ("n_features", "n_classes", "n_side", "likelihood")
+        raise ValueError(f"unknown hyper-parameter {unknown[0]!r} (--set {unknown[0]}=...); choose from "
+                         f"{', '.join(n for n in accepted if n not in fixed)}")
+    return cls.build(hparams)
 
 
 __all__ = ["ArchetoolModule", "MODEL_REGISTRY", "model_class", "build_model"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -53,16 +55,31 @@ class TableSource:
         self.kind = "molecules" if self.smiles_column else "table"
         self.n_rows = self._parquet_rows() if self.is_parquet else None
 
-    def _sep(self) -> str | None:
-        name = self.path.name.lower()
-        return "\t" if (".tsv" in name or ".txt" in name) else ","
+    def _sep(self) -> str:
+        """The delimiter: ``ReadOptions.sep``, else sniffed (see :func:`sniff_delimiter`)."""
+        if self.options.sep is not None:
+            return self.options.sep
+        if getattr(self, "_sniffed", None) is None:
+            name = self.path.name.lower()
+            default = "\t" if (".tsv" in name or ".txt" in name) else ","
+            self._sniffed = sniff_delimiter(self.path, default)
+        return self._sniffed[0]
+
+    def _csv_options(self) -> dict:
+        """pandas.read_csv options: the delimiter, and ``decimal=","`` for European exports ("1,5" in a
+        semicolon- or tab-separated file)."""
+        sep = self._sep()
+        if getattr(self, "_sniffed", None) is None:
+            self._sniffed = (sep, False)
+        decimal_comma = sep != "," and (self._sniffed[1] if self.options.sep is None else _decimal_comma(self.path, sep))
+        return {"sep": sep, "decimal": "," if decimal_comma else "."}
 
     def _read(self, **kwargs) -> pd.DataFrame:
         try:
             if self.is_parquet:
                 frame = pd.read_parquet(self.path)
                 return frame.head(kwargs["nrows"]) if "nrows" in kwargs else frame
-            return pd.read_csv(self.path, sep=self._sep(), **kwargs)
+            return pd.read_csv(self.path, **self._csv_options(), **kwargs)
         except pd.errors.EmptyDataError:
             raise InputError(f"{self.path}: the file is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as err:
@@ -86,7 +103,7 @@ class TableSource:
                 offset += len(frame)
             return
         try:
-            reader = pd.read_csv(self.path, sep=self._sep(), chunksize=batch_rows)
+            reader = pd.read_csv(self.path, **self._csv_options(), chunksize=batch_rows)
             for frame in reader:
                 yield batch_from_frame(frame, self.id_column, offset)
                 offset += len(frame)
@@ -98,6 +115,59 @@ class TableSource:
         if len(frame) == 0:
             raise InputError(f"{self.path}: the table has a header but no rows")
         return batch_from_frame(frame, self.id_column, 0)
+
+
+#: delimiters a text table may use, in order of preference when counts tie
+DELIMITERS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+(?:[eE][-+]?\d+)?\s*$")
+
+
+def _head_lines(path: Path, n_bytes: int = 1 << 16) -> list[str]:
+    """The first complete lines of a (possibly compressed) text file."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+            text = handle.read(n_bytes)
+    except (OSError, EOFError, lzma.LZMAError):
+        return []  # pandas reports unreadable files with its own message
+    lines = text.splitlines()
+    if len(text) == n_bytes and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    return [line for line in lines if line.strip()]
+
+
+def sniff_delimiter(path: Path, default: str) -> tuple[str, bool]:
+    """(delimiter, decimal comma) of a text table from its first lines.
+
+    The delimiter is the candidate of :data:`DELIMITERS` found in the header line that splits every
+    sampled line into the same number of fields (more than one), the most fields winning; ``default``
+    when none does (a one-column table). Decimal comma: the delimiter is not a comma and some field
+    reads like ``1,5``.
+    """
+    lines = _head_lines(path)[:50]
+    if not lines:
+        return default, False
+    best, best_fields = default, 1
+    for sep in sorted(DELIMITERS, key=lambda d: d != default):
+        fields = _split(lines[0], sep)
+        if len(fields) > best_fields and all(len(_split(line, sep)) == len(fields) for line in lines[1:]):
+            best, best_fields = sep, len(fields)
+    return best, best != "," and any(_DECIMAL_COMMA.match(f) for line in lines[1:] for f in _split(line, best))
+
+
+def _decimal_comma(path: Path, sep: str) -> bool:
+    """Whether fields of a ``sep``-delimited table read like ``1,5`` (for an explicit ``--sep``)."""
+    lines = _head_lines(path)[1:50]
+    return any(_DECIMAL_COMMA.match(f) for line in lines for f in _split(line, sep))
+
+
+def _split(line: str, sep: str) -> list[str]:
+    """Fields of one delimited line (quotes respected)."""
+    return next(csv.reader([line], delimiter=sep), [])
 
 
 def open_table(path: Path, options: ReadOptions) -> TableSource:
