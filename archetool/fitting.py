@@ -103,7 +103,7 @@ def fit(options: FitOptions):
     hparams = model_adapter.hparams(options, prep, data)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out)
+    module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
     split[result.val_index] = "val"
@@ -138,7 +138,7 @@ def fit(options: FitOptions):
     return model
 
 
-def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path):
+def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist_info, out: Path):
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
 
@@ -151,7 +151,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
     from archetool.model import CHECKPOINT
     from archetool.models import build_model, model_class
     from archetool.progress import EpochReporter
-    from archetool.training.loop import TrainConfig, train
+    from archetool.training.loop import NonFiniteTraining, TrainConfig, train
 
     module_class = model_class(options.model)
     config = TrainConfig(
@@ -182,6 +182,8 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
                                resume=options.resume, on_epoch_end=on_epoch_end)
+            except NonFiniteTraining as err:  # nothing is saved: fit() never reaches model.save
+                raise _nonfinite_error(err, options, data, prep, out, checkpoint) from None
             except RuntimeError as err:
                 if "size mismatch" in str(err) or "Missing key" in str(err):
                     raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
@@ -206,3 +208,32 @@ def _checkpoint_epoch(path: Path) -> int:
         return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
     except Exception:
         raise ArchetoolError(f"{path}: the checkpoint is unreadable; delete it or drop --resume") from None
+
+
+def _nonfinite_error(err, options: FitOptions, data, prep, out: Path, checkpoint: Path) -> ArchetoolError:
+    """One line for a training run stopped by a non-finite loss or gradient: where, which row and feature
+    (in the input's units), what to do, and what is left in ``out``."""
+    what = f"the {err.what} failed ({err.detail})" if err.detail else f"the {err.what} is not finite"
+    when = f"after epoch {err.epoch}" if err.what == "validation loss" else f"at epoch {err.epoch}, step {err.step}"
+    text = f"{options.data}: training stopped {when}: {what}; "
+    extreme = ""
+    if err.feature is not None:
+        key, row, col = err.feature
+        scaled = float((data.x if key == "x" else data.side)[row, col])
+        if key == "x":
+            name = f"feature {prep.feature_names[col]!r}"
+            raw = scaled * prep.x_std[col] + prep.x_mean[col] if prep.x_mean is not None else scaled
+        else:
+            name, raw = f"side column {prep.side_names[col]!r}", float(data.side_raw[row, col])
+        extreme = f"{name} is {raw:.4g} at row {str(data.ids[row])!r}, {abs(scaled):.3g} standard deviations from its mean"
+    if len(err.rows):
+        ids = ", ".join(repr(str(data.ids[r])) for r in err.rows[:3]) + (f" and {len(err.rows) - 3} more" if len(err.rows) > 3 else "")
+        text += f"row{'s' if len(err.rows) > 1 else ''} {ids} make{'' if len(err.rows) > 1 else 's'} the model's output non-finite"
+        text += f" ({extreme}): correct or remove {'them' if len(err.rows) > 1 else 'it'}"
+    else:
+        text += (f"the model's output is not finite for every row of the batch: the weights diverged (try a lower "
+                 f"--lr, now {options.lr:g}) or a feature is off scale")
+        if extreme:
+            text += f" (the most extreme value: {extreme})"
+    kept = f" ({checkpoint.name} of epoch {err.epoch - 1} is kept)" if err.epoch > 1 and checkpoint.exists() else ""
+    return ArchetoolError(f"{text}; no model was saved to {out}{kept}")

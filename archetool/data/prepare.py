@@ -125,6 +125,78 @@ def check_finite_features(x: np.ndarray, path, ids: np.ndarray, feature_names: l
         raise infinite_value_error(path, ids, feature_names, row, col)
 
 
+#: values further than this many robust standard deviations from their feature's median are left out of
+#: the mean and standard deviation used for scaling (they stay in the data); beyond WARN_SDS a warning names them
+OUTLIER_SDS, WARN_SDS = 1e3, 1e6
+
+
+def robust_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of x (n, p) float: (median, robust standard deviation), NaN ignored.
+
+    The robust SD is IQR / 1.349; where that is 0 (binary or sparse columns), the mean absolute deviation
+    from the median x 1.2533 with the largest 0.5 % of deviations (at least one) left out; 0 where even
+    that is 0 (a constant column but for a few values). Both equal the SD for normal data.
+    """
+    x = np.asarray(x, np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # all-NaN columns: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pct = np.nanpercentile if np.isnan(x).any() else np.percentile
+        q25, median, q75 = pct(x, [25, 50, 75], axis=0) if len(x) else np.full((3, x.shape[1]), np.nan)
+    spread = (q75 - q25) / 1.349
+    flat = np.flatnonzero(~(spread > 0) & np.isfinite(median))
+    if len(flat):
+        dev = np.sort(np.abs(x[:, flat] - median[flat]), axis=0)  # NaN sorts last
+        count = (~np.isnan(dev)).sum(0)
+        keep = count - np.maximum(1, np.ceil(0.005 * count)).astype(int)
+        used = np.arange(len(x))[:, None] < keep[None, :]
+        with np.errstate(invalid="ignore"):
+            spread[flat] = np.where(keep > 0, np.where(used, dev, 0.0).sum(0) / np.maximum(keep, 1), 0.0) * 1.2533
+    return median, np.nan_to_num(spread, nan=0.0)
+
+
+def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, feature_names: list[str],
+                           block_bytes: int = 64 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per column of x (n, p) for standardising it, robust to gross outliers.
+
+    Columns ``:n_binary`` get (0, 1). Elsewhere the mean and SD of each column, NaN ignored, leaving out
+    values more than :data:`OUTLIER_SDS` robust SDs (:func:`robust_spread`) from the column's median, so
+    one wild value cannot squeeze all the others of its feature onto one point; without such values
+    (the usual case) these are the plain mean and SD. Values beyond :data:`WARN_SDS` robust SDs are
+    reported in one warning line. An SD of ~0 (constant column) or an all-NaN column gives (mean or 0, 1).
+    """
+    n, p = x.shape
+    gross_cols, examples, n_far = [], [], 0
+    step = max(1, block_bytes // (8 * max(n, 1)))
+    for start in range(n_binary, p, step):  # column blocks: float64 copies stay small
+        block = np.asarray(x[:, start : start + step], np.float64)
+        median, spread = robust_spread(block)
+        with np.errstate(invalid="ignore"):
+            sds = np.abs(block - median) / np.where(spread > 0, spread, np.inf)
+        far = np.nan_to_num(sds, nan=0.0) > WARN_SDS
+        n_far += int(far.sum())
+        for row, col in zip(*np.nonzero(far)):
+            if len(examples) < 3:
+                examples.append(f"feature {feature_names[start + col]!r} at row {str(ids[row])!r}: "
+                                f"{block[row, col]:.4g} ({sds[row, col]:.2g} robust SDs from the median {median[col]:.4g})")
+        gross_cols += [start + int(j) for j in np.flatnonzero((np.nan_to_num(sds, nan=0.0) > OUTLIER_SDS).any(0))]
+    if n_far:
+        log.warning("%s: %d value%s more than %.0e robust standard deviations from their feature's median, e.g. %s; "
+                    "the scaling ignores them, but the model sees them: correct or remove them if they are errors",
+                    path, n_far, "s lie" if n_far > 1 else " lies", WARN_SDS, "; ".join(examples))
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(p)
+        std = np.nanstd(x, axis=0)
+        for j in gross_cols:  # recomputed without the gross outliers, in float64
+            column = np.asarray(x[:, j], np.float64)
+            median, spread = robust_spread(column[:, None])
+            kept = np.where(np.abs(column - median[0]) > OUTLIER_SDS * spread[0], np.nan, column)
+            mean[j], std[j] = np.nanmean(kept), np.nanstd(kept)
+    std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+    mean[:n_binary], std[:n_binary] = 0.0, 1.0
+    return mean, std
+
+
 @dataclass
 class Dataset:
     """Model-ready rows (all aligned, n = rows kept).
@@ -257,12 +329,7 @@ def load_training_data(
                          id_column=id_column, smiles_column=smiles_column, layer=options.layer)
     n_binary = {"gaussian": 0, "bernoulli": x.shape[1]}.get(lik, int(lik.split(":")[-1]) if lik.startswith("mixed:") else 0)
     if n_binary < x.shape[1]:  # standardise the continuous features; binary ones stay 0/1
-        with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
-            std = np.nanstd(x, axis=0)
-        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-        mean[:n_binary], std[:n_binary] = 0.0, 1.0
+        mean, std = robust_standardisation(x, n_binary, path, ids, featurizer.feature_names)
         prep.x_mean, prep.x_std = mean.astype(float).tolist(), std.astype(float).tolist()
     if n_binary and (np.nanmin(x[:, :n_binary]) < 0 or np.nanmax(x[:, :n_binary]) > 1):
         raise InputError(f"{path}: a Bernoulli likelihood needs features in [0, 1]; use --likelihood gaussian")
