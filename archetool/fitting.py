@@ -14,6 +14,34 @@ from archetool.errors import ArchetoolError
 log = logging.getLogger("archetool")
 
 
+class FitInterrupted(KeyboardInterrupt):
+    """``fit`` stopped by Ctrl-C (SIGINT) or SIGTERM while training.
+
+    signum: the signal; epoch: the epoch in progress (1-based) of ``epochs``; kept: the last epoch in
+    ``checkpoint`` (0: none written yet); restart (1-based) of ``restarts``; resumable: ``--resume``
+    continues it (False for a k sweep, which starts each k afresh).
+    """
+
+    def __init__(self, signum: int, epoch: int, epochs: int, kept: int, checkpoint: Path, restart: int, restarts: int):
+        super().__init__(f"interrupted at epoch {epoch}")
+        self.signum, self.epoch, self.epochs, self.kept, self.checkpoint = signum, epoch, epochs, kept, checkpoint
+        self.restart, self.restarts, self.resumable = restart, restarts, True
+
+    def describe(self, resume_command: str | None) -> str:
+        """One line: where it stopped, what is kept, and the command that continues (``resume_command``)."""
+        import signal
+
+        name = "SIGTERM" if self.signum == signal.SIGTERM else "Ctrl-C (SIGINT)" if self.signum == signal.SIGINT else f"signal {self.signum}"
+        where = f"epoch {self.epoch} of {self.epochs}" + (f" (restart {self.restart} of {self.restarts})" if self.restarts > 1 else "")
+        text = f"interrupted by {name} at {where}"
+        if not self.resumable:
+            return f"{text}; a k sweep starts each k afresh: rerun the command to fit it again"
+        if self.kept == 0 and self.restart == 1:
+            return f"{text}, before the first checkpoint was written; nothing to resume: rerun the command"
+        kept = f"the checkpoint (epoch {self.kept}) is kept at {self.checkpoint}" if self.kept else f"the checkpoints are kept in {self.checkpoint.parent}"
+        return f"{text}; {kept}; to continue: {resume_command}" if resume_command else f"{text}; {kept}; continue with --resume"
+
+
 @dataclass
 class FitOptions:
     """Everything ``archetool fit`` accepts (the Python API takes the same names as keywords).
@@ -65,7 +93,22 @@ class FitOptions:
 
 
 def fit(options: FitOptions):
-    """Train a model as described by ``options`` and save it to ``options.out``; returns an ArchetoolModel."""
+    """Train a model as described by ``options`` and save it to ``options.out``; returns an ArchetoolModel.
+
+    The run holds the model directory's lock throughout (:mod:`archetool.lock`): a second run on the same
+    directory fails at once with :class:`archetool.lock.DirectoryBusy`. Under torchrun only rank 0 writes,
+    so only rank 0 locks (torchrun stops the other ranks when it fails).
+    """
+    from archetool.lock import directory_lock
+    from archetool.training.distributed import env_dist_info
+
+    if not env_dist_info().is_main:
+        return _fit(options)
+    with directory_lock(Path(options.out) if options.out else options.default_out()):
+        return _fit(options)
+
+
+def _fit(options: FitOptions):
     from archetool import __version__
     from archetool.analysis import adapter
     from archetool.data.prepare import load_training_data
@@ -178,10 +221,22 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
                 module = build_model(options.model, **hparams)
             except ValueError as err:
                 raise ArchetoolError(f"--model {options.model}: {err}") from None
-            on_epoch_end = reporter if n_restarts == 1 else (lambda record, r=r: reporter({**record, "restart": r + 1}))
+            resumed = options.resume and checkpoint.exists()
+            done_epochs = [_checkpoint_epoch(checkpoint) if resumed else 0]  # of this restart, for an interrupt
+
+            def on_epoch_end(record, r=r, done_epochs=done_epochs):
+                done_epochs[0] = record["epoch"]
+                reporter(record if n_restarts == 1 else {**record, "restart": r + 1})
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
                                resume=options.resume, on_epoch_end=on_epoch_end)
+            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM turned into one by the CLI
+                import signal
+
+                kept = _checkpoint_epoch(checkpoint) if done_epochs[0] and checkpoint.exists() else 0
+                # the epoch in progress is the one after the checkpoint's (resume reruns it)
+                raise FitInterrupted(getattr(err, "signum", signal.SIGINT), kept + 1, options.epochs, kept,
+                                     checkpoint, r + 1, n_restarts) from None
             except NonFiniteTraining as err:  # nothing is saved: fit() never reaches model.save
                 raise _nonfinite_error(err, options, data, prep, out, checkpoint) from None
             except RuntimeError as err:

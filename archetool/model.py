@@ -23,7 +23,7 @@ import pandas as pd
 
 from archetool.atomic import atomic_path, write_text_atomic
 from archetool.data.prepare import InferenceChunk, Preprocessing, infinite_value_error, iter_inference_chunks
-from archetool.errors import ModelDirError, first_line
+from archetool.errors import InputError, ModelDirError, first_line
 
 log = logging.getLogger("archetool")
 
@@ -158,7 +158,18 @@ class ArchetoolModel:
                 block = (block - scaling[0]) / scaling[1]
                 if not finite:
                     block = torch.nan_to_num(block, nan=0.0)  # missing -> the training mean
-            return {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
+            try:
+                outputs = self.module.embed(block)
+                finite = all(bool(torch.isfinite(value.sum())) for value in outputs.values())
+            except RuntimeError:  # e.g. sparsemax meeting NaN activations
+                finite = False
+            if not finite:  # a row the model cannot represent (an extreme value): refuse, naming it
+                from archetool.training.loop import _culprits
+
+                rows, feature = _culprits(self.module, {"x": block})
+                row = int(rows[0]) if len(rows) else (feature[1] if feature else 0)
+                raise _NonFiniteOutput(start + row, feature[2] if feature else 0)
+            return {key: value.cpu().numpy() for key, value in outputs.items()}
 
     def _start_transform(self, x: np.ndarray, batch_size: int, pool, scaling=None) -> list:
         """The forward passes of x's batches: submitted to ``pool`` (futures), or deferred calls that
@@ -238,7 +249,21 @@ class ArchetoolModel:
             outputs = self._gather(parts)
         except _InfiniteValue as err:
             raise infinite_value_error(data, chunk.ids, self.prep.feature_names, err.row, err.col) from None
+        except _NonFiniteOutput as err:
+            raise self._nonfinite_output_error(data, chunk, err.row, err.col) from None
         return chunk, self.embedding_frame(chunk.ids, outputs)
+
+    def _nonfinite_output_error(self, data, chunk: InferenceChunk, row: int, col: int) -> InputError:
+        """The one-line error for a row whose embedding is not finite, naming its most extreme feature."""
+        value = float(chunk.x[row, col])
+        mean = std = None
+        if self.prep.x_mean is not None:
+            mean, std = float(self.prep.x_mean[col]), float(self.prep.x_std[col])
+            if chunk.scaled:
+                value = value * std + mean
+        sds = f", {abs(value - mean) / std:.3g} standard deviations from the training mean {mean:.4g}" if std else ""
+        return InputError(f"{data}: the row with id {str(chunk.ids[row])!r} gives a non-finite embedding; its most extreme "
+                          f"feature is {self.prep.feature_names[col]!r} = {value:.4g}{sds}; correct or remove that row")
 
     def embed(self, data: str | Path, batch_size: int = 4096) -> pd.DataFrame:
         """Embed a whole file in memory and return the embedding table (Python API)."""
@@ -272,6 +297,14 @@ class ArchetoolModel:
 
 class _InfiniteValue(Exception):
     """Raised by a forward pass that meets +-inf at (row of the chunk, feature column)."""
+
+    def __init__(self, row: int, col: int):
+        super().__init__(row, col)
+        self.row, self.col = row, col
+
+
+class _NonFiniteOutput(Exception):
+    """Raised by a forward pass whose output is not finite for (row of the chunk), most extreme at feature col."""
 
     def __init__(self, row: int, col: int):
         super().__init__(row, col)

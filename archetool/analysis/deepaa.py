@@ -161,16 +161,28 @@ class DeepAAAnalysis(ModelAnalysis):
 
 def sweep_k(options, ks: list[int], out_dir: Path) -> pd.DataFrame:
     """Fit deepaa for each k (models in ``out_dir/k{k}``); table of held-out errors and an elbow PNG."""
+    from archetool.lock import directory_lock
+
+    if any(k < 2 for k in ks):
+        raise ArchetoolError(f"--ks {','.join(map(str, ks))}: every k must be at least 2")
+
+    with directory_lock(out_dir, "sweep"):  # each k's fit locks its own k<k> directory too
+        return _sweep_k(options, ks, out_dir)
+
+
+def _sweep_k(options, ks: list[int], out_dir: Path) -> pd.DataFrame:
     from archetool.analysis import plots
     from archetool.fitting import fit
     from archetool.io_tables import write_table
 
-    if any(k < 2 for k in ks):
-        raise ArchetoolError(f"--ks {','.join(map(str, ks))}: every k must be at least 2")
     records = []
     for k in ks:
         log.info("sweep: fitting k=%d", k)
-        model = fit(replace(options, k=k, out=str(out_dir / f"k{k}"), resume=False))
+        try:
+            model = fit(replace(options, k=k, out=str(out_dir / f"k{k}"), resume=False))
+        except KeyboardInterrupt as err:
+            err.resumable = False  # FitInterrupted: the sweep refits every k
+            raise
         best = next((h for h in model.history if h["epoch"] == model.config["summary"]["best_epoch"]), model.history[-1])
         rec = {"k": k, "val_recon_mse": best.get("val_recon_mse", np.nan), "val_loss": best.get("val_loss", np.nan)}
         if "val_side_mse" in best:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -23,12 +25,41 @@ class _Commands(TyperGroup):
         except ArchetoolError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (see main): one line, exit 128 + signal
+            typer.echo(f"error: {_interrupted_line(err)}", err=True)
+            raise typer.Exit(128 + int(getattr(err, "signum", signal.SIGINT))) from None
         except BrokenPipeError:
             raise
         except OSError as err:
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
             typer.echo(f"error: {where}{err.strerror or err}", err=True)
             raise typer.Exit(1) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM sends it before a job's time limit), raised in the main thread like Ctrl-C."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _resume_command() -> str:
+    """The user's command line (sys.argv), shell-quoted, with --resume added if absent."""
+    prog = "archetool" if Path(sys.argv[0]).name == "archetool" else "python -m archetool"
+    args = list(sys.argv[1:])
+    if "--resume" not in args:
+        args.append("--resume")
+    return " ".join([prog, shlex.join(args)])
+
+
+def _interrupted_line(err: KeyboardInterrupt) -> str:
+    describe = getattr(err, "describe", None)  # fitting.FitInterrupted knows the epoch and checkpoint
+    if describe is not None:
+        return describe(_resume_command())
+    return "interrupted by " + ("SIGTERM" if getattr(err, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C (SIGINT)")
 
 
 app = typer.Typer(
@@ -271,11 +302,12 @@ def info(
 
 def main() -> None:
     """Console entry point (``archetool`` and ``python -m archetool``)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)  # handled like Ctrl-C: files cleaned up, one line, exit 143
     try:
         app()
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as err:  # outside a command (e.g. while importing)
+        typer.echo(f"error: {_interrupted_line(err)}", err=True)
+        sys.exit(128 + int(getattr(err, "signum", signal.SIGINT)))
     except BrokenPipeError:  # e.g. `archetool embed ... | head`: the reader closed the pipe
         import os
 

@@ -25,6 +25,26 @@ class Features:
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_features(x: np.ndarray, path, batch: RawBatch, feature_names: list[str]) -> np.ndarray:
+    """x (n, p) as float32; an InputError naming the row and feature of a finite value beyond float32's
+    range (|v| > 3.4e38), which would silently become infinite."""
+    if x.dtype == np.float32:
+        return x
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32)
+        if out.size and not np.isfinite(out.sum()):
+            too_big = np.isinf(out) & np.isfinite(x)
+            if too_big.any():
+                row, col = (int(i[0]) for i in np.nonzero(too_big))
+                raise InputError(f"{path}: the row with id {str(batch.ids[row])!r} holds {x[row, col]:.4g} in feature "
+                                 f"{feature_names[col]!r}, too large for 32-bit floats (at most {FLOAT32_MAX:.3g} in size); "
+                                 "rescale the column (e.g. log or other units) or correct the value")
+    return out
+
+
 class NumericFeaturizer:
     """Numeric table columns (minus id / side / label columns) as features; NaN -> training mean."""
 
@@ -57,7 +77,7 @@ class NumericFeaturizer:
             values = pd.to_numeric(block[col], errors="coerce")
             row = int(np.flatnonzero(values.isna() & block[col].notna())[0]) + batch.row_offset + 1
             raise InputError(f"{path}: feature column {col!r} is not numeric (row {row} holds {block[col].iloc[row - 1 - batch.row_offset]!r})")
-        x = block.to_numpy(dtype=np.float32, na_value=np.nan)
+        x = float32_features(block.to_numpy(dtype=np.float64, na_value=np.nan), path, batch, self.feature_names)
         return Features(x=x, valid=np.ones(len(batch), bool))
 
     def state(self) -> dict:
@@ -174,7 +194,7 @@ class GeneFeaturizer:
         index = self._column_index([str(g) for g in batch.feature_names], path)
         block = batch.matrix[:, index]
         x = block.toarray() if sp.issparse(block) else np.asarray(block)
-        return Features(x=x.astype(np.float32, copy=False), valid=np.ones(len(batch), bool))
+        return Features(x=float32_features(x, path, batch, self.feature_names), valid=np.ones(len(batch), bool))
 
     def state(self) -> dict:
         return {"name": self.name, "feature_names": self.feature_names}

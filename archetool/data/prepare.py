@@ -74,10 +74,11 @@ class Preprocessing:
             mean, std = np.asarray(self.x_mean, np.float32), np.asarray(self.x_std, np.float32)
             # row blocks of ~4 MB: both passes run on cache-resident data (same values as whole-array ops)
             step = max(1, (1 << 20) // max(x.shape[-1], 1)) if x.ndim == 2 else max(len(x), 1)
-            for start in range(0, len(x), step):
-                block = out[start : start + step]
-                np.subtract(x[start : start + step], mean, out=block)
-                np.divide(block, std, out=block)
+            with np.errstate(over="ignore"):  # a value beyond float32 range after scaling: inf, as in torch
+                for start in range(0, len(x), step):
+                    block = out[start : start + step]
+                    np.subtract(x[start : start + step], mean, out=block)
+                    np.divide(block, std, out=block)
             return _nonfinite_to_num(out).astype(np.float32, copy=False)
         if own:
             return _nonfinite_to_num(x)
