@@ -172,6 +172,8 @@ def _fit(options: FitOptions):
         "world_size": dist_info.world_size, "options": {k: v for k, v in asdict(options).items() if k != "progress_bar"},
         "summary": summary,
         "restarts": restarts,
+        # what `archetool info` shows, readable without loading the weights (or torch)
+        "latent_dim": int(module.latent_dim), "parameters": int(sum(p.numel() for p in module.parameters())),
     }
     if dist_info.is_main:
         model.save(out)

@@ -85,16 +85,8 @@ class ArchetoolModel:
         from archetool.models import MODEL_REGISTRY, model_class
 
         directory = Path(directory)
-        if not directory.exists():
-            raise ModelDirError(f"{directory}: no such model directory; pass the --out directory of 'archetool fit'")
-        if not directory.is_dir() or not (directory / CONFIG).is_file():
-            raise ModelDirError(f"{directory}: not an archetool model directory (no {CONFIG}); pass the --out directory of 'archetool fit'")
-        config = _read_json(directory / CONFIG)
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise ModelDirError(f"{directory / CONFIG}: not an archetool model config (missing \"format\": \"{FORMAT}\")")
-        kind = config.get("model")
-        if kind not in MODEL_REGISTRY:
-            raise ModelDirError(f"{directory / CONFIG}: unknown model kind {kind!r}; known kinds: {', '.join(MODEL_REGISTRY)}")
+        config = _read_config(directory, MODEL_REGISTRY)
+        kind = config["model"]
         hparams = config.get("hparams")
         if not isinstance(hparams, dict):
             raise ModelDirError(f"{directory / CONFIG}: \"hparams\" must be an object")
@@ -278,21 +270,45 @@ class ArchetoolModel:
     def info(self) -> dict:
         """A summary for ``archetool info``."""
         n_params = sum(p.numel() for p in self.module.parameters())
-        return {
-            "model": self.kind,
-            "directory": str(self.directory) if self.directory else None,
-            "archetool_version": self.config.get("archetool_version"),
-            "data": self.config.get("data"),
-            "features": f"{len(self.prep.feature_names)} ({self.prep.featurizer['name']}, {self.prep.likelihood} likelihood)",
-            "side": ", ".join(self.prep.side_names) or None,
-            "label": self.prep.label_column,
-            "classes": len(self.prep.classes) or None,
-            "latent_dim": self.module.latent_dim,
-            "parameters": n_params,
-            "hparams": self.config.get("hparams"),
-            "train": self.config.get("train"),
-            "summary": self.config.get("summary"),
-        }
+        return _info(self.config, self.prep, self.directory, self.module.latent_dim, n_params)
+
+
+def describe(directory: str | Path) -> dict:
+    """The ``archetool info`` summary of a model directory, read from its JSON files alone (no torch, so
+    no thread pools to outlive the interpreter) when config.json records ``latent_dim`` and ``parameters``
+    (as ``fit`` does since this version); older models are loaded."""
+    from archetool.analysis import ADAPTERS
+
+    directory = Path(directory)
+    config = _read_config(directory, ADAPTERS)
+    if not {"latent_dim", "parameters"} <= set(config):
+        return ArchetoolModel.load(directory).info()
+    try:
+        prep = Preprocessing.from_dict(_read_json(directory / PREPROCESSING))
+        prep.feature_names  # noqa: B018 -- a KeyError here means a corrupt file
+    except (TypeError, ValueError, KeyError) as err:
+        raise ModelDirError(f"{directory}: invalid configuration ({err}); the model directory is corrupt or from another version") from None
+    if not (directory / WEIGHTS).is_file():
+        raise ModelDirError(f"{directory}: {WEIGHTS} is missing; re-run 'archetool fit'")
+    return _info(config, prep, directory, config["latent_dim"], config["parameters"])
+
+
+def _info(config: dict, prep: Preprocessing, directory: Path | None, latent_dim: int, n_params: int) -> dict:
+    return {
+        "model": config.get("model"),
+        "directory": str(directory) if directory else None,
+        "archetool_version": config.get("archetool_version"),
+        "data": config.get("data"),
+        "features": f"{len(prep.feature_names)} ({prep.featurizer['name']}, {prep.likelihood} likelihood)",
+        "side": ", ".join(prep.side_names) or None,
+        "label": prep.label_column,
+        "classes": len(prep.classes) or None,
+        "latent_dim": latent_dim,
+        "parameters": n_params,
+        "hparams": config.get("hparams"),
+        "train": config.get("train"),
+        "summary": config.get("summary"),
+    }
 
 
 class _InfiniteValue(Exception):
@@ -309,6 +325,21 @@ class _NonFiniteOutput(Exception):
     def __init__(self, row: int, col: int):
         super().__init__(row, col)
         self.row, self.col = row, col
+
+
+def _read_config(directory: Path, kinds) -> dict:
+    """config.json of a model directory, checked: it exists, is an archetool config of a kind in ``kinds``."""
+    if not directory.exists():
+        raise ModelDirError(f"{directory}: no such model directory; pass the --out directory of 'archetool fit'")
+    if not directory.is_dir() or not (directory / CONFIG).is_file():
+        raise ModelDirError(f"{directory}: not an archetool model directory (no {CONFIG}); pass the --out directory of 'archetool fit'")
+    config = _read_json(directory / CONFIG)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelDirError(f"{directory / CONFIG}: not an archetool model config (missing \"format\": \"{FORMAT}\")")
+    kind = config.get("model")
+    if kind not in kinds:
+        raise ModelDirError(f"{directory / CONFIG}: unknown model kind {kind!r}; known kinds: {', '.join(kinds)}")
+    return config
 
 
 def _read_json(path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -49,6 +50,8 @@ def _on_sigterm(signum, frame) -> None:
 def _resume_command() -> str:
     """The user's command line (sys.argv), shell-quoted, with --resume added if absent."""
     prog = "archetool" if Path(sys.argv[0]).name == "archetool" else "python -m archetool"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun's own options are not visible here
+        prog = "torchrun <the same torchrun options> -m archetool"
     args = list(sys.argv[1:])
     if "--resume" not in args:
         args.append("--resume")
@@ -288,9 +291,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a model directory."""
-    from archetool.model import ArchetoolModel
+    from archetool.model import describe
 
-    summary = ArchetoolModel.load(model_dir).info()
+    summary = describe(model_dir)  # JSON only: no torch
     if as_json:
         typer.echo(json.dumps(summary, indent=1, default=str))
         return
@@ -309,7 +312,5 @@ def main() -> None:
         typer.echo(f"error: {_interrupted_line(err)}", err=True)
         sys.exit(128 + int(getattr(err, "signum", signal.SIGINT)))
     except BrokenPipeError:  # e.g. `archetool embed ... | head`: the reader closed the pipe
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

@@ -181,9 +181,9 @@ def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, 
                                 f"{block[row, col]:.4g} ({sds[row, col]:.2g} robust SDs from the median {median[col]:.4g})")
         gross_cols += [start + int(j) for j in np.flatnonzero((np.nan_to_num(sds, nan=0.0) > OUTLIER_SDS).any(0))]
     if n_far:
-        log.warning("%s: %d value%s more than %.0e robust standard deviations from their feature's median, e.g. %s; "
+        log.warning("%s: %d value%s more than %.0e robust standard deviations from %s feature's median, e.g. %s; "
                     "the scaling ignores them, but the model sees them: correct or remove them if they are errors",
-                    path, n_far, "s lie" if n_far > 1 else " lies", WARN_SDS, "; ".join(examples))
+                    path, n_far, "s lie" if n_far > 1 else " lies", WARN_SDS, "their" if n_far > 1 else "its", "; ".join(examples))
     with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(p)
