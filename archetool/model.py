@@ -288,8 +288,12 @@ def describe(directory: str | Path) -> dict:
         prep.feature_names  # noqa: B018 -- a KeyError here means a corrupt file
     except (TypeError, ValueError, KeyError) as err:
         raise ModelDirError(f"{directory}: invalid configuration ({err}); the model directory is corrupt or from another version") from None
+    import zipfile
+
     if not (directory / WEIGHTS).is_file():
         raise ModelDirError(f"{directory}: {WEIGHTS} is missing; re-run 'archetool fit'")
+    if not zipfile.is_zipfile(directory / WEIGHTS):  # torch.save writes a zip archive
+        raise ModelDirError(f"{directory / WEIGHTS}: not a saved torch state dict (truncated or corrupt); re-run 'archetool fit'")
     return _info(config, prep, directory, config["latent_dim"], config["parameters"])
 
 

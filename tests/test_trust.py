@@ -212,13 +212,13 @@ def test_two_concurrent_fits_one_fails_and_the_directory_is_one_runs(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_fit_says_where_keeps_the_checkpoint_and_prints_a_working_resume(tmp_path, signum):
     data = tmp_path / "t.csv"
-    make_table(n=1500).to_csv(data, index=False)
+    make_table(n=800).to_csv(data, index=False)
     out = tmp_path / "my model"  # a space: the printed command must quote it
-    proc = subprocess.Popen(archetool_cmd("fit", data, "--out", out, "--epochs", "6", "--batch-size", "16", "--hidden",
+    proc = subprocess.Popen(archetool_cmd("fit", data, "--out", out, "--epochs", "5", "--batch-size", "16", "--hidden",
                                           "32,16", "--patience", "0", "--no-progress"),
                             env=ENV, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if "epoch 1/6" in line:
+        if "epoch 1/5" in line:
             while not (out / "checkpoint.pt").exists():  # epoch 1's checkpoint is being written
                 time.sleep(0.01)
             proc.send_signal(signum)
@@ -230,7 +230,7 @@ def test_interrupted_fit_says_where_keeps_the_checkpoint_and_prints_a_working_re
     assert len(line.splitlines()) == 1, rest
     assert line.startswith(f"error: interrupted by {name} at epoch ")
     epoch = int(line.split(" at epoch ")[1].split()[0])
-    assert 2 <= epoch <= 6
+    assert 2 <= epoch <= 5
     assert f"; the checkpoint (epoch {epoch - 1}) is kept at {out / 'checkpoint.pt'}; to continue: " in line
     assert (out / "checkpoint.pt").exists() and not (out / "config.json").exists()
     command = shlex.split(line.split("to continue: ")[1])
@@ -239,7 +239,7 @@ def test_interrupted_fit_says_where_keeps_the_checkpoint_and_prints_a_working_re
         resumed = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, env=ENV, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert f"at epoch {epoch}" in resumed.stderr
-        assert list(pd.read_csv(out / "history.csv")["epoch"]) == list(range(1, 7))
+        assert list(pd.read_csv(out / "history.csv")["epoch"]) == list(range(1, 6))
 
 
 @pytest.mark.parametrize("ext", [".parquet", ".npy", ".csv"])
