@@ -260,3 +260,36 @@ def test_interrupted_embed_leaves_nothing_at_the_target(tmp_path, fitted, ext):
     assert err.strip() == "error: interrupted by SIGTERM"
     assert not target.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".emb")]  # no .part or .spool left
+
+
+# --- item 9: nothing alive at exit ----------------------------------------------------------------
+def test_info_reads_json_only_no_torch_no_threads(fitted):
+    code = ("import sys, threading\n"
+            "from archetool.cli.app import main\n"
+            f"sys.argv = ['archetool', 'info', {str(fitted)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', threading.active_count())\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "parameters: " in run.stdout and "latent_dim: 3" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "NO-TORCH 1"
+
+
+def test_info_of_a_model_saved_before_the_json_summary_loads_it(tmp_path, fitted):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(fitted, old)
+    config = json.loads((old / "config.json").read_text())
+    expected = {k: config.pop(k) for k in ("latent_dim", "parameters")}
+    (old / "config.json").write_text(json.dumps(config))
+    result = run_cli("info", old, "--json")
+    assert result.exit_code == 0
+    shown = json.loads(result.stdout)
+    assert {k: shown[k] for k in expected} == expected
+    (old / "weights.pt").write_bytes(b"not a zip")
+    (old / "config.json").write_text(json.dumps({**config, **expected}))
+    result = run_cli("info", old)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {old / 'weights.pt'}: not a saved torch state dict (truncated or corrupt); re-run 'archetool fit'"
