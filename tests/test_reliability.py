@@ -59,6 +59,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "config.json").exists()  # no complete-looking model after the kill
+    assert (out / ".archetool.lock").exists()  # the killed run's lock file stays, but its OS lock died with it
     resumed = subprocess.run(archetool_cmd("fit", data, "--out", out, "--resume", *common), capture_output=True, text=True, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr
