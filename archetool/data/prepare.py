@@ -156,30 +156,42 @@ def robust_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, feature_names: list[str],
-                           block_bytes: int = 64 << 20) -> tuple[np.ndarray, np.ndarray]:
+                           block_bytes: int = 64 << 20, sample_rows: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) per column of x (n, p) for standardising it, robust to gross outliers.
 
     Columns ``:n_binary`` get (0, 1). Elsewhere the mean and SD of each column, NaN ignored, leaving out
-    values more than :data:`OUTLIER_SDS` robust SDs (:func:`robust_spread`) from the column's median, so
-    one wild value cannot squeeze all the others of its feature onto one point; without such values
-    (the usual case) these are the plain mean and SD. Values beyond :data:`WARN_SDS` robust SDs are
-    reported in one warning line. An SD of ~0 (constant column) or an all-NaN column gives (mean or 0, 1).
+    values more than :data:`OUTLIER_SDS` robust SDs (:func:`robust_spread`, estimated on at most
+    ``sample_rows`` rows: a threshold this wide needs no precision) from the column's median, so one
+    wild value cannot squeeze all the others of its feature onto one point; without such values (the
+    usual case) these are the plain mean and SD. Values beyond :data:`WARN_SDS` robust SDs are reported
+    in one warning line. An SD of ~0 (constant column) or an all-NaN column gives (mean or 0, 1).
     """
     n, p = x.shape
-    gross_cols, examples, n_far = [], [], 0
-    step = max(1, block_bytes // (8 * max(n, 1)))
+    sample = x if n <= sample_rows else x[np.sort(np.random.default_rng(0).choice(n, sample_rows, replace=False))]
+    median, spread = np.zeros(p), np.full(p, np.inf)
+    step = max(1, block_bytes // (8 * max(len(sample), 1)))
     for start in range(n_binary, p, step):  # column blocks: float64 copies stay small
-        block = np.asarray(x[:, start : start + step], np.float64)
-        median, spread = robust_spread(block)
-        with np.errstate(invalid="ignore"):
-            sds = np.abs(block - median) / np.where(spread > 0, spread, np.inf)
-        far = np.nan_to_num(sds, nan=0.0) > WARN_SDS
-        n_far += int(far.sum())
-        for row, col in zip(*np.nonzero(far)):
+        median[start : start + step], spread[start : start + step] = robust_spread(sample[:, start : start + step])
+    spread = np.where(spread > 0, spread, np.inf)  # no robust spread: nothing is "far"
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi = (median + OUTLIER_SDS * spread).astype(x.dtype)  # NaN compares False: missing values never count
+        lo = (median - OUTLIER_SDS * spread).astype(x.dtype)
+    gross = np.zeros(p, bool)
+    rows = max(1, (8 << 20) // max(4 * p, 1))  # row blocks of ~8 MB, compared in reused buffers
+    buf = np.empty((min(rows, n), p), bool)
+    for start in range(0, n, rows):
+        block, out = x[start : start + rows], buf[: min(rows, n - start)]
+        gross |= np.greater(block, hi, out=out).any(0)
+        gross |= np.less(block, lo, out=out).any(0)
+    gross_cols = [int(j) for j in np.flatnonzero(gross)]
+    examples, n_far = [], 0
+    for j in gross_cols:
+        sds = np.abs(np.asarray(x[:, j], np.float64) - median[j]) / spread[j]
+        for row in np.flatnonzero(np.nan_to_num(sds, nan=0.0) > WARN_SDS):
+            n_far += 1
             if len(examples) < 3:
-                examples.append(f"feature {feature_names[start + col]!r} at row {str(ids[row])!r}: "
-                                f"{block[row, col]:.4g} ({sds[row, col]:.2g} robust SDs from the median {median[col]:.4g})")
-        gross_cols += [start + int(j) for j in np.flatnonzero((np.nan_to_num(sds, nan=0.0) > OUTLIER_SDS).any(0))]
+                examples.append(f"feature {feature_names[j]!r} at row {str(ids[row])!r}: {float(x[row, j]):.4g} "
+                                f"({sds[row]:.2g} robust SDs from the median {median[j]:.4g})")
     if n_far:
         log.warning("%s: %d value%s more than %.0e robust standard deviations from %s feature's median, e.g. %s; "
                     "the scaling ignores them, but the model sees them: correct or remove them if they are errors",
@@ -190,8 +202,7 @@ def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, 
         std = np.nanstd(x, axis=0)
         for j in gross_cols:  # recomputed without the gross outliers, in float64
             column = np.asarray(x[:, j], np.float64)
-            median, spread = robust_spread(column[:, None])
-            kept = np.where(np.abs(column - median[0]) > OUTLIER_SDS * spread[0], np.nan, column)
+            kept = np.where(np.abs(column - median[j]) > OUTLIER_SDS * spread[j], np.nan, column)
             mean[j], std[j] = np.nanmean(kept), np.nanstd(kept)
     std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
     mean[:n_binary], std[:n_binary] = 0.0, 1.0
