@@ -14,6 +14,34 @@ from archetool.errors import ArchetoolError
 log = logging.getLogger("archetool")
 
 
+class FitInterrupted(KeyboardInterrupt):
+    """``fit`` stopped by Ctrl-C (SIGINT) or SIGTERM while training.
+
+    signum: the signal; epoch: the epoch in progress (1-based) of ``epochs``; kept: the last epoch in
+    ``checkpoint`` (0: none written yet); restart (1-based) of ``restarts``; resumable: ``--resume``
+    continues it (False for a k sweep, which starts each k afresh).
+    """
+
+    def __init__(self, signum: int, epoch: int, epochs: int, kept: int, checkpoint: Path, restart: int, restarts: int):
+        super().__init__(f"interrupted at epoch {epoch}")
+        self.signum, self.epoch, self.epochs, self.kept, self.checkpoint = signum, epoch, epochs, kept, checkpoint
+        self.restart, self.restarts, self.resumable = restart, restarts, True
+
+    def describe(self, resume_command: str | None) -> str:
+        """One line: where it stopped, what is kept, and the command that continues (``resume_command``)."""
+        import signal
+
+        name = "SIGTERM" if self.signum == signal.SIGTERM else "Ctrl-C (SIGINT)" if self.signum == signal.SIGINT else f"signal {self.signum}"
+        where = f"epoch {self.epoch} of {self.epochs}" + (f" (restart {self.restart} of {self.restarts})" if self.restarts > 1 else "")
+        text = f"interrupted by {name} at {where}"
+        if not self.resumable:
+            return f"{text}; a k sweep starts each k afresh: rerun the command to fit it again"
+        if self.kept == 0 and self.restart == 1:
+            return f"{text}, before the first checkpoint was written; nothing to resume: rerun the command"
+        kept = f"the checkpoint (epoch {self.kept}) is kept at {self.checkpoint}" if self.kept else f"the checkpoints are kept in {self.checkpoint.parent}"
+        return f"{text}; {kept}; to continue: {resume_command}" if resume_command else f"{text}; {kept}; continue with --resume"
+
+
 @dataclass
 class FitOptions:
     """Everything ``archetool fit`` accepts (the Python API takes the same names as keywords).
@@ -98,7 +126,22 @@ class FitOptions:
 
 
 def fit(options: FitOptions):
-    """Train a model as described by ``options`` and save it to ``options.out``; returns an ArchetoolModel."""
+    """Train a model as described by ``options`` and save it to ``options.out``; returns an ArchetoolModel.
+
+    The run holds the model directory's lock throughout (:mod:`archetool.lock`): a second run on the same
+    directory fails at once with :class:`archetool.lock.DirectoryBusy`. Under torchrun only rank 0 writes,
+    so only rank 0 locks (torchrun stops the other ranks when it fails).
+    """
+    from archetool.lock import directory_lock
+    from archetool.training.distributed import env_dist_info
+
+    if not env_dist_info().is_main:
+        return _fit(options)
+    with directory_lock(Path(options.out) if options.out else options.default_out()):
+        return _fit(options)
+
+
+def _fit(options: FitOptions):
     from archetool import __version__
     from archetool.analysis import adapter
     from archetool.data.prepare import load_training_data
@@ -153,7 +196,7 @@ def fit(options: FitOptions):
                                        **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    module, result, config, restarts = _train_restarts(options, hparams, data, device, dist_info, out, groups)
+    module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
     split[result.val_index] = "val"
@@ -184,6 +227,8 @@ def fit(options: FitOptions):
                     "data": data_name},
         "summary": summary,
         "restarts": restarts,
+        # what `archetool info` shows, readable without loading the weights (or torch)
+        "latent_dim": int(module.latent_dim), "parameters": int(sum(p.numel() for p in module.parameters())),
     }
     if dist_info.is_main:
         model.save(out)
@@ -211,7 +256,7 @@ def split_groups(options: FitOptions, data) -> np.ndarray | None:
     return groups
 
 
-def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info, out: Path, groups=None):
+def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist_info, out: Path, groups=None):
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
 
@@ -224,7 +269,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
     from archetool.model import CHECKPOINT
     from archetool.models import build_model, model_class
     from archetool.progress import EpochReporter
-    from archetool.training.loop import TrainConfig, train
+    from archetool.training.loop import NonFiniteTraining, TrainConfig, train
 
     module_class = model_class(options.model)
     config = TrainConfig(
@@ -253,10 +298,24 @@ def _train_restarts(options: FitOptions, hparams: dict, data, device, dist_info,
                 module = build_model(options.model, **hparams)
             except ValueError as err:
                 raise ArchetoolError(f"--model {options.model}: {err}") from None
-            on_epoch_end = reporter if n_restarts == 1 else (lambda record, r=r: reporter({**record, "restart": r + 1}))
+            resumed = options.resume and checkpoint.exists()
+            done_epochs = [_checkpoint_epoch(checkpoint) if resumed else 0]  # of this restart, for an interrupt
+
+            def on_epoch_end(record, r=r, done_epochs=done_epochs):
+                done_epochs[0] = record["epoch"]
+                reporter(record if n_restarts == 1 else {**record, "restart": r + 1})
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
                                resume=options.resume, on_epoch_end=on_epoch_end, groups=groups)
+            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM turned into one by the CLI
+                import signal
+
+                kept = _checkpoint_epoch(checkpoint) if done_epochs[0] and checkpoint.exists() else 0
+                # the epoch in progress is the one after the checkpoint's (resume reruns it)
+                raise FitInterrupted(getattr(err, "signum", signal.SIGINT), kept + 1, options.epochs, kept,
+                                     checkpoint, r + 1, n_restarts) from None
+            except NonFiniteTraining as err:  # nothing is saved: fit() never reaches model.save
+                raise _nonfinite_error(err, options, data, prep, out, checkpoint) from None
             except RuntimeError as err:
                 if "size mismatch" in str(err) or "Missing key" in str(err):
                     raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
@@ -281,3 +340,32 @@ def _checkpoint_epoch(path: Path) -> int:
         return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
     except Exception:
         raise ArchetoolError(f"{path}: the checkpoint is unreadable; delete it or drop --resume") from None
+
+
+def _nonfinite_error(err, options: FitOptions, data, prep, out: Path, checkpoint: Path) -> ArchetoolError:
+    """One line for a training run stopped by a non-finite loss or gradient: where, which row and feature
+    (in the input's units), what to do, and what is left in ``out``."""
+    what = f"the {err.what} failed ({err.detail})" if err.detail else f"the {err.what} is not finite"
+    when = f"after epoch {err.epoch}" if err.what == "validation loss" else f"at epoch {err.epoch}, step {err.step}"
+    text = f"{options.data}: training stopped {when}: {what}; "
+    extreme = ""
+    if err.feature is not None:
+        key, row, col = err.feature
+        scaled = float((data.x if key == "x" else data.side)[row, col])
+        if key == "x":
+            name = f"feature {prep.feature_names[col]!r}"
+            raw = scaled * prep.x_std[col] + prep.x_mean[col] if prep.x_mean is not None else scaled
+        else:
+            name, raw = f"side column {prep.side_names[col]!r}", float(data.side_raw[row, col])
+        extreme = f"{name} is {raw:.4g} at row {str(data.ids[row])!r}, {abs(scaled):.3g} standard deviations from its mean"
+    if len(err.rows):
+        ids = ", ".join(repr(str(data.ids[r])) for r in err.rows[:3]) + (f" and {len(err.rows) - 3} more" if len(err.rows) > 3 else "")
+        text += f"row{'s' if len(err.rows) > 1 else ''} {ids} make{'' if len(err.rows) > 1 else 's'} the model's output non-finite"
+        text += f" ({extreme}): correct or remove {'them' if len(err.rows) > 1 else 'it'}"
+    else:
+        text += (f"the model's output is not finite for every row of the batch: the weights diverged (try a lower "
+                 f"--lr, now {options.lr:g}) or a feature is off scale")
+        if extreme:
+            text += f" (the most extreme value: {extreme})"
+    kept = f" ({checkpoint.name} of epoch {err.epoch - 1} is kept)" if err.epoch > 1 and checkpoint.exists() else ""
+    return ArchetoolError(f"{text}; no model was saved to {out}{kept}")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from archetool.atomic import atomic_path, write_text_atomic
 from archetool.data.prepare import InferenceChunk, Preprocessing, infinite_value_error, iter_inference_chunks
-from archetool.errors import ModelDirError, first_line
+from archetool.errors import InputError, ModelDirError, first_line
 
 log = logging.getLogger("archetool")
 
@@ -85,16 +85,8 @@ class ArchetoolModel:
         from archetool.models import MODEL_REGISTRY, model_class
 
         directory = Path(directory)
-        if not directory.exists():
-            raise ModelDirError(f"{directory}: no such model directory; pass the --out directory of 'archetool fit'")
-        if not directory.is_dir() or not (directory / CONFIG).is_file():
-            raise ModelDirError(f"{directory}: not an archetool model directory (no {CONFIG}); pass the --out directory of 'archetool fit'")
-        config = _read_json(directory / CONFIG)
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise ModelDirError(f"{directory / CONFIG}: not an archetool model config (missing \"format\": \"{FORMAT}\")")
-        kind = config.get("model")
-        if kind not in MODEL_REGISTRY:
-            raise ModelDirError(f"{directory / CONFIG}: unknown model kind {kind!r}; known kinds: {', '.join(MODEL_REGISTRY)}")
+        config = _read_config(directory, MODEL_REGISTRY)
+        kind = config["model"]
         hparams = config.get("hparams")
         if not isinstance(hparams, dict):
             raise ModelDirError(f"{directory / CONFIG}: \"hparams\" must be an object")
@@ -160,7 +152,18 @@ class ArchetoolModel:
                 block = (block - scaling[0]) / scaling[1]
                 if not finite:
                     block = torch.nan_to_num(block, nan=0.0)  # missing -> the training mean
-            outputs = {key: value.cpu().numpy() for key, value in self.module.embed(block).items()}
+            try:
+                outputs = self.module.embed(block)
+                finite = all(bool(torch.isfinite(value.sum())) for value in outputs.values())
+            except RuntimeError:  # e.g. sparsemax meeting NaN activations
+                finite = False
+            if not finite:  # a row the model cannot represent (an extreme value): refuse, naming it
+                from archetool.training.loop import _culprits
+
+                rows, feature = _culprits(self.module, {"x": block})
+                row = int(rows[0]) if len(rows) else (feature[1] if feature else 0)
+                raise _NonFiniteOutput(start + row, feature[2] if feature else 0)
+            outputs = {key: value.cpu().numpy() for key, value in outputs.items()}
             if monitor is not None:
                 outputs["_shift"] = monitor.batch_figures(block)
             return outputs
@@ -261,10 +264,24 @@ class ArchetoolModel:
             outputs = self._gather(parts) if parts else self._empty_outputs()
         except _InfiniteValue as err:
             raise infinite_value_error(data, chunk.ids, self.prep.feature_names, err.row, err.col) from None
+        except _NonFiniteOutput as err:
+            raise self._nonfinite_output_error(data, chunk, err.row, err.col) from None
         figures = outputs.pop("_shift", None)
         if monitor is not None and figures:
             monitor.add(figures)
         return chunk, self.embedding_frame(chunk.ids, outputs)
+
+    def _nonfinite_output_error(self, data, chunk: InferenceChunk, row: int, col: int) -> InputError:
+        """The one-line error for a row whose embedding is not finite, naming its most extreme feature."""
+        value = float(chunk.x[row, col])
+        mean = std = None
+        if self.prep.x_mean is not None:
+            mean, std = float(self.prep.x_mean[col]), float(self.prep.x_std[col])
+            if chunk.scaled:
+                value = value * std + mean
+        sds = f", {abs(value - mean) / std:.3g} standard deviations from the training mean {mean:.4g}" if std else ""
+        return InputError(f"{data}: the row with id {str(chunk.ids[row])!r} gives a non-finite embedding; its most extreme "
+                          f"feature is {self.prep.feature_names[col]!r} = {value:.4g}{sds}; correct or remove that row")
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
         """``module.embed``'s outputs for zero rows (a chunk whose every SMILES is invalid), with their widths."""
@@ -376,23 +393,51 @@ class ArchetoolModel:
     def info(self) -> dict:
         """A summary for ``archetool info``."""
         n_params = sum(p.numel() for p in self.module.parameters())
-        return {
-            "model": self.kind,
-            "directory": str(self.directory) if self.directory else None,
-            "archetool_version": self.config.get("archetool_version"),
-            "data": self.config.get("data"),
-            "features": f"{len(self.prep.feature_names)} ({self.prep.featurizer['name']}, {self.prep.likelihood} likelihood)",
-            "side": ", ".join(self.prep.side_names) or None,
-            "label": self.prep.label_column,
-            "classes": len(self.prep.classes) or None,
-            "latent_dim": self.module.latent_dim,
-            "decoder": (f"selfies ({len(self.prep.sequence['symbols'])} symbols, up to {self.prep.sequence['max_length']})"
-                        if self.prep.sequence and getattr(self.module, "sequence_decoder", None) is not None else None),
-            "parameters": n_params,
-            "hparams": self.config.get("hparams"),
-            "train": self.config.get("train"),
-            "summary": self.config.get("summary"),
-        }
+        return _info(self.config, self.prep, self.directory, self.module.latent_dim, n_params)
+
+
+def describe(directory: str | Path) -> dict:
+    """The ``archetool info`` summary of a model directory, read from its JSON files alone (no torch, so
+    no thread pools to outlive the interpreter) when config.json records ``latent_dim`` and ``parameters``
+    (as ``fit`` does since this version); older models are loaded."""
+    from archetool.analysis import ADAPTERS
+
+    directory = Path(directory)
+    config = _read_config(directory, ADAPTERS)
+    if not {"latent_dim", "parameters"} <= set(config):
+        return ArchetoolModel.load(directory).info()
+    try:
+        prep = Preprocessing.from_dict(_read_json(directory / PREPROCESSING))
+        prep.feature_names  # noqa: B018 -- a KeyError here means a corrupt file
+    except (TypeError, ValueError, KeyError) as err:
+        raise ModelDirError(f"{directory}: invalid configuration ({err}); the model directory is corrupt or from another version") from None
+    import zipfile
+
+    if not (directory / WEIGHTS).is_file():
+        raise ModelDirError(f"{directory}: {WEIGHTS} is missing; re-run 'archetool fit'")
+    if not zipfile.is_zipfile(directory / WEIGHTS):  # torch.save writes a zip archive
+        raise ModelDirError(f"{directory / WEIGHTS}: not a saved torch state dict (truncated or corrupt); re-run 'archetool fit'")
+    return _info(config, prep, directory, config["latent_dim"], config["parameters"])
+
+
+def _info(config: dict, prep: Preprocessing, directory: Path | None, latent_dim: int, n_params: int) -> dict:
+    return {
+        "model": config.get("model"),
+        "directory": str(directory) if directory else None,
+        "archetool_version": config.get("archetool_version"),
+        "data": config.get("data"),
+        "features": f"{len(prep.feature_names)} ({prep.featurizer['name']}, {prep.likelihood} likelihood)",
+        "side": ", ".join(prep.side_names) or None,
+        "label": prep.label_column,
+        "classes": len(prep.classes) or None,
+        "latent_dim": latent_dim,
+        "decoder": (f"selfies ({len(prep.sequence['symbols'])} symbols, up to {prep.sequence['max_length']})"
+                    if prep.sequence and (config.get("hparams") or {}).get("sequence_decoder") else None),
+        "parameters": n_params,
+        "hparams": config.get("hparams"),
+        "train": config.get("train"),
+        "summary": config.get("summary"),
+    }
 
 
 class _InfiniteValue(Exception):
@@ -401,6 +446,29 @@ class _InfiniteValue(Exception):
     def __init__(self, row: int, col: int):
         super().__init__(row, col)
         self.row, self.col = row, col
+
+
+class _NonFiniteOutput(Exception):
+    """Raised by a forward pass whose output is not finite for (row of the chunk), most extreme at feature col."""
+
+    def __init__(self, row: int, col: int):
+        super().__init__(row, col)
+        self.row, self.col = row, col
+
+
+def _read_config(directory: Path, kinds) -> dict:
+    """config.json of a model directory, checked: it exists, is an archetool config of a kind in ``kinds``."""
+    if not directory.exists():
+        raise ModelDirError(f"{directory}: no such model directory; pass the --out directory of 'archetool fit'")
+    if not directory.is_dir() or not (directory / CONFIG).is_file():
+        raise ModelDirError(f"{directory}: not an archetool model directory (no {CONFIG}); pass the --out directory of 'archetool fit'")
+    config = _read_json(directory / CONFIG)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelDirError(f"{directory / CONFIG}: not an archetool model config (missing \"format\": \"{FORMAT}\")")
+    kind = config.get("model")
+    if kind not in kinds:
+        raise ModelDirError(f"{directory / CONFIG}: unknown model kind {kind!r}; known kinds: {', '.join(kinds)}")
+    return config
 
 
 def _read_json(path: Path):

@@ -243,14 +243,21 @@ def sweep_k(options, ks: list[int], out_dir: Path, seeds: int = 3) -> pd.DataFra
     ``seed`` "mean" and one with "sd" (sample standard deviation over the seeds) -- and k_sweep.png (mean with
     +-1 sd error bars, each seed a dot), so seed noise is not read as an elbow. Returns the table.
     """
-    from archetool.analysis import plots
-    from archetool.fitting import fit
-    from archetool.io_tables import write_table
+    from archetool.lock import directory_lock
 
     if any(k < 2 for k in ks):
         raise ArchetoolError(f"--k {','.join(map(str, ks))}: every k must be at least 2")
     if seeds < 1:
         raise ArchetoolError(f"--sweep-seeds {seeds}: needs at least 1 seed")
+    with directory_lock(out_dir, "sweep"):  # each k's fit locks its own k<k> directory too
+        return _sweep_k(options, ks, out_dir, seeds)
+
+
+def _sweep_k(options, ks: list[int], out_dir: Path, seeds: int) -> pd.DataFrame:
+    from archetool.analysis import plots
+    from archetool.fitting import fit
+    from archetool.io_tables import write_table
+
     records, tic, total = [], time.perf_counter(), len(ks) * seeds
     for k in ks:
         for s in range(seeds):
@@ -259,7 +266,11 @@ def sweep_k(options, ks: list[int], out_dir: Path, seeds: int = 3) -> pd.DataFra
             eta = f", about {elapsed / done * (total - done):.0f}s left" if done else ""
             log.info("sweep: fitting k=%d, seed %d (%d of %d; %.0fs so far%s)", k, seed, done + 1, total, elapsed, eta)
             out = out_dir / (f"k{k}" if s == 0 else f"k{k}-s{seed}")
-            model = fit(replace(options, k=k, seed=seed, out=str(out), resume=False))
+            try:
+                model = fit(replace(options, k=k, seed=seed, out=str(out), resume=False))
+            except KeyboardInterrupt as err:
+                err.resumable = False  # FitInterrupted: the sweep refits every k
+                raise
             best = next((h for h in model.history if h["epoch"] == model.config["summary"]["best_epoch"]), model.history[-1])
             rec = {"k": k, "seed": seed, "val_recon_mse": best.get("val_recon_mse", np.nan), "val_loss": best.get("val_loss", np.nan)}
             if "val_side_mse" in best:

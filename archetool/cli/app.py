@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -116,6 +119,9 @@ class _Commands(TyperGroup):
         except ArchetoolError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (see main): one line, exit 128 + signal
+            typer.echo(f"error: {_interrupted_line(err)}", err=True)
+            raise typer.Exit(128 + int(getattr(err, "signum", signal.SIGINT))) from None
         except BrokenPipeError:  # `archetool embed ... | head`: the reader closed the pipe; click would exit 1
             _discard_stdout()
             raise typer.Exit(141) from None  # 128 + SIGPIPE, what a shell expects from a writer cut short
@@ -134,6 +140,34 @@ def _discard_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):  # stdout replaced or closed (tests): nothing to protect
         pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM sends it before a job's time limit), raised in the main thread like Ctrl-C."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _resume_command() -> str:
+    """The user's command line (sys.argv), shell-quoted, with --resume added if absent."""
+    prog = "archetool" if Path(sys.argv[0]).name == "archetool" else "python -m archetool"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun's own options are not visible here
+        prog = "torchrun <the same torchrun options> -m archetool"
+    args = list(sys.argv[1:])
+    if "--resume" not in args:
+        args.append("--resume")
+    return " ".join([prog, shlex.join(args)])
+
+
+def _interrupted_line(err: KeyboardInterrupt) -> str:
+    describe = getattr(err, "describe", None)  # fitting.FitInterrupted knows the epoch and checkpoint
+    if describe is not None:
+        return describe(_resume_command())
+    return "interrupted by " + ("SIGTERM" if getattr(err, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C (SIGINT)")
 
 
 app = typer.Typer(
@@ -462,9 +496,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a model directory."""
-    from archetool.model import ArchetoolModel
+    from archetool.model import describe
 
-    summary = ArchetoolModel.load(model_dir).info()
+    summary = describe(model_dir)  # JSON only: no torch
     if as_json:
         typer.echo(json.dumps(summary, indent=1, default=str))
         return
@@ -476,13 +510,12 @@ def info(
 
 def main() -> None:
     """Console entry point (``archetool`` and ``python -m archetool``)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)  # handled like Ctrl-C: files cleaned up, one line, exit 143
     try:
         app()
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as err:  # outside a command (e.g. while importing)
+        typer.echo(f"error: {_interrupted_line(err)}", err=True)
+        sys.exit(128 + int(getattr(err, "signum", signal.SIGINT)))
     except BrokenPipeError:  # e.g. `archetool embed ... | head`: the reader closed the pipe
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

@@ -26,6 +26,26 @@ class Features:
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_features(x: np.ndarray, path, batch: RawBatch, feature_names: list[str]) -> np.ndarray:
+    """x (n, p) as float32; an InputError naming the row and feature of a finite value beyond float32's
+    range (|v| > 3.4e38), which would silently become infinite."""
+    if x.dtype == np.float32:
+        return x
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32)
+        if out.size and not np.isfinite(out.sum()):
+            too_big = np.isinf(out) & np.isfinite(x)
+            if too_big.any():
+                row, col = (int(i[0]) for i in np.nonzero(too_big))
+                raise InputError(f"{path}: the row with id {str(batch.ids[row])!r} holds {x[row, col]:.4g} in feature "
+                                 f"{feature_names[col]!r}, too large for 32-bit floats (at most {FLOAT32_MAX:.3g} in size); "
+                                 "rescale the column (e.g. log or other units) or correct the value")
+    return out
+
+
 class NamedColumns:
     """Gathers a model's features from a batch **by name**, whatever the file type: the columns of the
     expression matrix (genes of an .h5ad / .gctx / .gct) first, then numeric per-row columns (table
@@ -84,16 +104,17 @@ class NamedColumns:
 
         from_matrix, matrix_to, from_obs, obs_to, missing = self._plan(batch, path)
         n, p = len(batch), len(self.feature_names)
+        names = self.feature_names
         if len(from_matrix) == p and np.array_equal(matrix_to, np.arange(p)):  # every feature a matrix column
             block = batch.matrix[:, from_matrix]
-            x = block.toarray() if sp.issparse(block) else np.asarray(block)
-            return x.astype(np.float32, copy=False)
+            return float32_features(block.toarray() if sp.issparse(block) else np.asarray(block), path, batch, names)
         x = np.full((n, p), np.nan, np.float32)
         if len(from_matrix):
             block = batch.matrix[:, from_matrix]
-            x[:, matrix_to] = block.toarray() if sp.issparse(block) else np.asarray(block)
+            x[:, matrix_to] = float32_features(block.toarray() if sp.issparse(block) else np.asarray(block), path, batch,
+                                               [names[j] for j in matrix_to])
         if from_obs:
-            x[:, obs_to] = self._numeric_obs(batch, from_obs, path)
+            x[:, obs_to] = float32_features(self._numeric_obs(batch, from_obs, path), path, batch, [names[j] for j in obs_to])
         return x
 
     @staticmethod
@@ -109,7 +130,7 @@ class NamedColumns:
                 raise InputError(f"{path}: feature column {col!r} is not numeric (row {row + batch.row_offset + 1} "
                                  f"holds {block[col].iloc[row]!r})")
             block = block.assign(**{str(col): values for col in bad})
-        return block.to_numpy(dtype=np.float32, na_value=np.nan)
+        return block.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 class NumericFeaturizer(NamedColumns):
@@ -134,7 +155,7 @@ class NumericFeaturizer(NamedColumns):
     def transform(self, batch: RawBatch, path) -> Features:
         """Columns by name (see :class:`NamedColumns`): table columns, or the genes of an expression file."""
         if batch.matrix is None and not self.allow_missing and all(c in batch.obs.columns for c in self.feature_names):
-            x = self._numeric_obs(batch, self.feature_names, path)  # the usual case: a table like the training one
+            x = float32_features(self._numeric_obs(batch, self.feature_names, path), path, batch, self.feature_names)  # the usual case: a table like the training one
         else:
             x = self.gather(batch, path)
         return Features(x=x, valid=np.ones(len(batch), bool))

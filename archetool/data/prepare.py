@@ -84,10 +84,11 @@ class Preprocessing:
             mean, std = np.asarray(self.x_mean, np.float32), np.asarray(self.x_std, np.float32)
             # row blocks of ~4 MB: both passes run on cache-resident data (same values as whole-array ops)
             step = max(1, (1 << 20) // max(x.shape[-1], 1)) if x.ndim == 2 else max(len(x), 1)
-            for start in range(0, len(x), step):
-                block = out[start : start + step]
-                np.subtract(x[start : start + step], mean, out=block)
-                np.divide(block, std, out=block)
+            with np.errstate(over="ignore"):  # a value beyond float32 range after scaling: inf, as in torch
+                for start in range(0, len(x), step):
+                    block = out[start : start + step]
+                    np.subtract(x[start : start + step], mean, out=block)
+                    np.divide(block, std, out=block)
             return _nonfinite_to_num(out).astype(np.float32, copy=False)
         if own:
             return _nonfinite_to_num(x)
@@ -154,6 +155,89 @@ def _looks_like_counts(x: np.ndarray) -> bool:
     sample = x[: min(len(x), 2000)]
     finite = sample[np.isfinite(sample)]
     return bool(finite.size and finite.min() >= 0 and finite.max() > 1 and np.all(finite == np.round(finite)))
+
+
+#: values further than this many robust standard deviations from their feature's median are left out of
+#: the mean and standard deviation used for scaling (they stay in the data); beyond WARN_SDS a warning names them
+OUTLIER_SDS, WARN_SDS = 1e3, 1e6
+
+
+def robust_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of x (n, p) float: (median, robust standard deviation), NaN ignored.
+
+    The robust SD is IQR / 1.349; where that is 0 (binary or sparse columns), the mean absolute deviation
+    from the median x 1.2533 with the largest 0.5 % of deviations (at least one) left out; 0 where even
+    that is 0 (a constant column but for a few values). Both equal the SD for normal data.
+    """
+    x = np.asarray(x, np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # all-NaN columns: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pct = np.nanpercentile if np.isnan(x).any() else np.percentile
+        q25, median, q75 = pct(x, [25, 50, 75], axis=0) if len(x) else np.full((3, x.shape[1]), np.nan)
+    spread = (q75 - q25) / 1.349
+    flat = np.flatnonzero(~(spread > 0) & np.isfinite(median))
+    if len(flat):
+        dev = np.sort(np.abs(x[:, flat] - median[flat]), axis=0)  # NaN sorts last
+        count = (~np.isnan(dev)).sum(0)
+        keep = count - np.maximum(1, np.ceil(0.005 * count)).astype(int)
+        used = np.arange(len(x))[:, None] < keep[None, :]
+        with np.errstate(invalid="ignore"):
+            spread[flat] = np.where(keep > 0, np.where(used, dev, 0.0).sum(0) / np.maximum(keep, 1), 0.0) * 1.2533
+    return median, np.nan_to_num(spread, nan=0.0)
+
+
+def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, feature_names: list[str],
+                           block_bytes: int = 64 << 20, sample_rows: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per column of x (n, p) for standardising it, robust to gross outliers.
+
+    Columns ``:n_binary`` get (0, 1). Elsewhere the mean and SD of each column, NaN ignored, leaving out
+    values more than :data:`OUTLIER_SDS` robust SDs (:func:`robust_spread`, estimated on at most
+    ``sample_rows`` rows: a threshold this wide needs no precision) from the column's median, so one
+    wild value cannot squeeze all the others of its feature onto one point; without such values (the
+    usual case) these are the plain mean and SD. Values beyond :data:`WARN_SDS` robust SDs are reported
+    in one warning line. An SD of ~0 (constant column) or an all-NaN column gives (mean or 0, 1).
+    """
+    n, p = x.shape
+    sample = x if n <= sample_rows else x[np.sort(np.random.default_rng(0).choice(n, sample_rows, replace=False))]
+    median, spread = np.zeros(p), np.full(p, np.inf)
+    step = max(1, block_bytes // (8 * max(len(sample), 1)))
+    for start in range(n_binary, p, step):  # column blocks: float64 copies stay small
+        median[start : start + step], spread[start : start + step] = robust_spread(sample[:, start : start + step])
+    spread = np.where(spread > 0, spread, np.inf)  # no robust spread: nothing is "far"
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi = (median + OUTLIER_SDS * spread).astype(x.dtype)  # NaN compares False: missing values never count
+        lo = (median - OUTLIER_SDS * spread).astype(x.dtype)
+    gross = np.zeros(p, bool)
+    rows = max(1, (8 << 20) // max(4 * p, 1))  # row blocks of ~8 MB, compared in reused buffers
+    buf = np.empty((min(rows, n), p), bool)
+    for start in range(0, n, rows):
+        block, out = x[start : start + rows], buf[: min(rows, n - start)]
+        gross |= np.greater(block, hi, out=out).any(0)
+        gross |= np.less(block, lo, out=out).any(0)
+    gross_cols = [int(j) for j in np.flatnonzero(gross)]
+    examples, n_far = [], 0
+    for j in gross_cols:
+        sds = np.abs(np.asarray(x[:, j], np.float64) - median[j]) / spread[j]
+        for row in np.flatnonzero(np.nan_to_num(sds, nan=0.0) > WARN_SDS):
+            n_far += 1
+            if len(examples) < 3:
+                examples.append(f"feature {feature_names[j]!r} at row {str(ids[row])!r}: {float(x[row, j]):.4g} "
+                                f"({sds[row]:.2g} robust SDs from the median {median[j]:.4g})")
+    if n_far:
+        log.warning("%s: %d value%s more than %.0e robust standard deviations from %s feature's median, e.g. %s; "
+                    "the scaling ignores them, but the model sees them: correct or remove them if they are errors",
+                    path, n_far, "s lie" if n_far > 1 else " lies", WARN_SDS, "their" if n_far > 1 else "its", "; ".join(examples))
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(p)
+        std = np.nanstd(x, axis=0)
+        for j in gross_cols:  # recomputed without the gross outliers, in float64
+            column = np.asarray(x[:, j], np.float64)
+            kept = np.where(np.abs(column - median[j]) > OUTLIER_SDS * spread[j], np.nan, column)
+            mean[j], std[j] = np.nanmean(kept), np.nanstd(kept)
+    std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+    mean[:n_binary], std[:n_binary] = 0.0, 1.0
+    return mean, std
 
 
 @dataclass
@@ -331,12 +415,7 @@ def load_training_data(
                     "Gaussian on standardised counts", path)
     n_binary = {"gaussian": 0, "bernoulli": x.shape[1]}.get(lik, int(lik.split(":")[-1]) if lik.startswith("mixed:") else 0)
     if lik != "nb" and n_binary < x.shape[1]:  # standardise the continuous features; binary ones stay 0/1
-        with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
-            std = np.nanstd(x, axis=0)
-        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-        mean[:n_binary], std[:n_binary] = 0.0, 1.0
+        mean, std = robust_standardisation(x, n_binary, path, ids, featurizer.feature_names)
         prep.x_mean, prep.x_std = mean.astype(float).tolist(), std.astype(float).tolist()
     if n_binary and (np.nanmin(x[:, :n_binary]) < 0 or np.nanmax(x[:, :n_binary]) > 1):
         raise InputError(f"{path}: a Bernoulli likelihood needs features in [0, 1]; use --likelihood gaussian")

@@ -25,6 +25,21 @@ from archetool.training.distributed import DistInfo, all_reduce_sum
 log = logging.getLogger("archetool")
 
 
+class NonFiniteTraining(ArithmeticError):
+    """Training met a non-finite loss or gradient (or the forward pass failed on non-finite values).
+
+    epoch, step: 1-based; what: "loss", "gradient", "validation loss" or "forward pass" (with ``detail``,
+    the error's first line); rows: indices into the ``arrays`` given to :func:`train` of the rows whose
+    own forward pass is not finite (empty: none alone, e.g. the weights diverged); feature: (array key,
+    row, column) of the largest |value| (model space) among those rows, else in the batch; or None.
+    """
+
+    def __init__(self, epoch: int, step: int, what: str, rows: np.ndarray, feature: tuple[str, int, int] | None,
+                 detail: str = ""):
+        super().__init__(f"non-finite {what} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.what, self.rows, self.feature, self.detail = epoch, step, what, rows, feature, detail
+
+
 @dataclass
 class TrainConfig:
     """epochs; batch_size (rows per step and process); lr (Adam); val_fraction (held out, stratified by
@@ -135,6 +150,67 @@ def _slice(tensors: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, t
 
 
 @torch.no_grad()
+def _culprits(module: ArchetoolModule, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, tuple[str, int, int] | None]:
+    """Rows of ``batch`` whose own forward pass (``module.embed``, eval mode) is not finite, and the
+    (key, row, column) of the largest |value| among them (or in the whole batch when no row alone fails)."""
+    was_training = module.training
+    module.eval()
+    bad: list[int] = []
+    try:  # rows are independent in embed: a block's non-finite output rows are its culprits
+        for start in range(0, len(batch["x"]), 256):
+            block = batch["x"][start : start + 256]
+            try:
+                bad += [start + int(i) for i in _nonfinite_rows(module.embed(block))]
+            except RuntimeError:  # e.g. sparsemax on NaN: find the rows one by one
+                for i in range(len(block)):
+                    try:
+                        failed = len(_nonfinite_rows(module.embed(block[i : i + 1]))) > 0
+                    except RuntimeError:
+                        failed = True
+                    if failed:
+                        bad.append(start + i)
+    finally:
+        module.train(was_training)
+    rows = np.asarray(bad, dtype=np.int64)
+    if len(rows) == len(batch["x"]):  # every row fails alone: the weights, not a row
+        rows = rows[:0]
+    pick = torch.as_tensor(rows) if len(rows) else torch.arange(len(batch["x"]))
+    best, feature = -1.0, None
+    for key in ("x", "side"):
+        if key in batch and batch[key].numel():
+            values = batch[key][pick.to(batch[key].device)].abs().nan_to_num(nan=0.0).cpu()
+            flat = int(values.argmax())
+            if float(values.flatten()[flat]) > best:
+                best, feature = float(values.flatten()[flat]), (key, int(pick[flat // values.shape[1]]), flat % values.shape[1])
+    return rows, feature
+
+
+def _nonfinite_rows(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Indices of the rows with a non-finite value in any of ``embed``'s outputs (each (n, ...))."""
+    finite = None
+    for value in outputs.values():
+        ok = torch.isfinite(value.reshape(len(value), -1)).all(1)
+        finite = ok if finite is None else finite & ok
+    return torch.nonzero(~finite).flatten().cpu()
+
+
+def _nonfinite(module, batch, index: torch.Tensor, epoch: int, step: int, what: str, detail: str = "") -> NonFiniteTraining:
+    """The :class:`NonFiniteTraining` error for ``batch`` (rows ``index`` of the train or validation arrays)."""
+    local, feature = _culprits(module, batch)
+    index = index.cpu().numpy()
+    if feature is not None:
+        feature = (feature[0], int(index[feature[1]]), feature[2])
+    return NonFiniteTraining(epoch, step, what, index[local], feature, detail)
+
+
+def _any_rank(flag: bool, dist_info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on any (one tiny all-reduce under DDP)."""
+    if not dist_info.enabled:
+        return flag
+    return bool(all_reduce_sum(torch.tensor([float(flag)], dtype=torch.float64))[0] > 0)
+
+
+@torch.no_grad()
 def evaluate(module: ArchetoolModule, tensors: dict[str, torch.Tensor], batch_size: int) -> dict[str, float]:
     """Mean loss terms and metrics over ``tensors`` (no gradient, eval mode); summed across DDP ranks."""
     n = next(iter(tensors.values())).shape[0]
@@ -142,21 +218,30 @@ def evaluate(module: ArchetoolModule, tensors: dict[str, torch.Tensor], batch_si
         return {}
     module.eval()
     sums: dict[str, float] = {}
+    failed = 0.0
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(n, start + batch_size), device=next(iter(tensors.values())).device)
         batch = _slice(tensors, idx)
         if len(idx) < 2:
             continue
-        terms = module.loss_terms(batch)
+        try:
+            terms = module.loss_terms(batch)
+            metrics = module.metrics(batch)
+        except RuntimeError:  # e.g. sparsemax meeting NaN: the loss is reported as NaN (on every rank)
+            failed = 1.0
+            continue
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-        for k, v in module.metrics(batch).items():
+        for k, v in metrics.items():
             sums["m_" + k] = sums.get("m_" + k, 0.0) + float(v)
     keys = sorted(sums)
-    total = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [float(n)], dtype=torch.float64))
+    total = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [float(n), failed], dtype=torch.float64))
     module.train()
-    count = float(total[-1])
-    return {(k[2:] if k.startswith("m_") else k): float(v) / count for k, v in zip(keys, total[:-1])}
+    count = float(total[-2])
+    out = {(k[2:] if k.startswith("m_") else k): float(v) / count for k, v in zip(keys, total[:-2])}
+    if total[-1] > 0:
+        out["loss"] = math.nan
+    return out
 
 
 def train(
@@ -193,6 +278,9 @@ def train(
     if dist_info.enabled:  # each rank validates its own shard; results are summed across ranks
         val_t = {k: v[dist_info.rank :: dist_info.world_size] for k, v in val_t.items()}
 
+    train_index, val_index = torch.as_tensor(train_idx), torch.as_tensor(val_idx)  # arrays rows, for errors
+    if dist_info.enabled:
+        val_index = val_index[dist_info.rank :: dist_info.world_size]
     result = TrainResult(train_index=train_idx, val_index=val_idx)
     start_epoch, best_val, bad_epochs, best_state = 0, math.inf, 0, None
     if resume and checkpoint_path is not None and checkpoint_path.exists():
@@ -230,9 +318,22 @@ def train(
             idx = perm[start : start + batch_size]
             if len(idx) < 2 or (drop_last and len(idx) < batch_size):
                 continue
-            terms = forward(_slice(train_t, idx))
+            batch = _slice(train_t, idx)
+            try:
+                terms, failure = forward(batch), ""
+                finite = bool(torch.isfinite(terms["loss"]))
+            except RuntimeError as err:  # e.g. sparsemax meeting NaN activations
+                terms, failure, finite = None, str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__, False
+            # under DDP every rank must stop at the same step (the others would wait in backward's all-reduce)
+            if _any_rank(not finite, dist_info):
+                raise _nonfinite(module, batch, train_index[idx.cpu()], epoch + 1, steps + 1,
+                                 "forward pass" if failure else "loss", failure)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
+            # one fused norm over all gradients; DDP has averaged them, so every rank decides alike
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+                raise _nonfinite(module, batch, train_index[idx.cpu()], epoch + 1, steps + 1, "gradient")
             optimizer.step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
@@ -240,6 +341,8 @@ def train(
         record: dict = {"epoch": epoch + 1}
         record.update({f"train_{k}": v / max(steps, 1) for k, v in sums.items()})
         val = evaluate(module, val_t, max(config.batch_size, 256)) if len(val_idx) else {}
+        if val and not math.isfinite(val.get("loss", 0.0)):  # summed over ranks: the same on every rank
+            raise _nonfinite(module, val_t, val_index, epoch + 1, steps, "validation loss")
         record.update({f"val_{k}": v for k, v in val.items()})
         for attr in ("beta",):
             if hasattr(module, attr):
