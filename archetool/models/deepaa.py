@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from entmax import sparsemax
+from entmax import entmax15, sparsemax
 from torch import nn
 
 from archetool.models.base import ArchetoolModule
@@ -21,7 +21,8 @@ from archetool.models.layers import gaussian_kl_standard, mlp
 from archetool.models.simplex import simplex_vertices
 
 PRIORS = ("normal", "dirichlet")
-WEIGHT_ACTIVATIONS = ("sparsemax", "softmax")
+WEIGHT_ACTIVATIONS = ("sparsemax", "softmax", "entmax15")
+ARCHETYPE_LOSS_WEIGHTS = ("embedding", "sparsemax")
 
 
 class DeepAA(ArchetoolModule):
@@ -59,6 +60,8 @@ class DeepAA(ArchetoolModule):
         likelihood: str = "gaussian",
         likelihood_variance: str = "calibrated",
         weights_activation: str = "sparsemax",
+        archetype_loss_weights: str = "embedding",
+        vertex_tolerance: float = 1e-3,
         side_weight: float | None = None,
         archetype_weight: float = 100.0,
         beta_start: float = 10.0,
@@ -75,6 +78,10 @@ class DeepAA(ArchetoolModule):
             raise ValueError(f"deepaa needs at least 2 archetypes, got k={n_archetypes}")
         if weights_activation not in WEIGHT_ACTIVATIONS:
             raise ValueError(f"unknown weights_activation {weights_activation!r}; choose one of {WEIGHT_ACTIVATIONS}")
+        if archetype_loss_weights not in ARCHETYPE_LOSS_WEIGHTS:
+            raise ValueError(f"unknown archetype_loss_weights {archetype_loss_weights!r}; choose one of {ARCHETYPE_LOSS_WEIGHTS}")
+        if not 0 < vertex_tolerance < 1:
+            raise ValueError(f"vertex_tolerance must be in (0, 1), got {vertex_tolerance}")
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         self.n_archetypes = int(n_archetypes)
@@ -82,6 +89,8 @@ class DeepAA(ArchetoolModule):
         self.hidden = [int(h) for h in hidden]
         self.likelihood_variance = likelihood_variance
         self.weights_activation = weights_activation
+        self.archetype_loss_weights = archetype_loss_weights
+        self.vertex_tolerance = float(vertex_tolerance)
         self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
@@ -107,7 +116,8 @@ class DeepAA(ArchetoolModule):
         return dict(
             n_features=self.n_features, n_archetypes=self.n_archetypes, n_side=self.n_side,
             hidden=list(self.hidden), likelihood=self.likelihood.name, likelihood_variance=self.likelihood_variance,
-            weights_activation=self.weights_activation, side_weight=self.side_weight,
+            weights_activation=self.weights_activation, archetype_loss_weights=self.archetype_loss_weights,
+            vertex_tolerance=self.vertex_tolerance, side_weight=self.side_weight,
             archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
             anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
             prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
@@ -121,15 +131,36 @@ class DeepAA(ArchetoolModule):
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x (n, p) -> A (n, k), B (k, n), mu (n, d), sigma (n, d)."""
         h = self.encoder(x)
-        weights = self.mixture_weights(h)
+        logits = self.weights_head(h)
+        weights = self.activate(logits)
         batch_mix = rearrange(torch.softmax(self.batch_head(h), dim=0), "n k -> k n")
         sigma = F.softplus(self.scale_head(h)) + 1e-4
-        return {"A": weights, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma}
+        return {"A": weights, "A_archetype": self.archetype_loss_mixture(logits, weights), "B": batch_mix,
+                "mu": weights @ self.Z, "sigma": sigma}
+
+    def vertex_gap(self) -> float:
+        """The logit gap at which softmax puts 1 - vertex_tolerance on the leading archetype (k - 1 equal rivals)."""
+        tol = self.vertex_tolerance
+        return math.log((1 - tol) * (self.n_archetypes - 1) / tol)
+
+    def archetype_loss_mixture(self, logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The weights (n, k) the archetype loss sees: the embedding's own, or sparsemax(logits / vertex_gap),
+        which is exactly pure once a row's logit gap reaches vertex_gap (softmax weight >= 1 - vertex_tolerance)."""
+        if self.archetype_loss_weights == "embedding":
+            return weights
+        return sparsemax(logits / self.vertex_gap(), dim=-1)
 
     def mixture_weights(self, h: torch.Tensor) -> torch.Tensor:
         """Encoder features h (n, hidden[-1]) -> mixture weights A (n, k) on the simplex."""
-        logits = self.weights_head(h)
-        return sparsemax(logits, dim=-1) if self.weights_activation == "sparsemax" else torch.softmax(logits, dim=-1)
+        return self.activate(self.weights_head(h))
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (n, k) -> mixture weights (n, k) by ``weights_activation``."""
+        if self.weights_activation == "sparsemax":
+            return sparsemax(logits, dim=-1)
+        if self.weights_activation == "entmax15":
+            return entmax15(logits, dim=-1)
+        return torch.softmax(logits, dim=-1)
 
     def decode(self, t: torch.Tensor) -> torch.Tensor:
         """Latent t (m, d) -> E[x] (m, p) in model space."""
@@ -174,7 +205,7 @@ class DeepAA(ArchetoolModule):
         t = enc["mu"] + enc["sigma"] * torch.randn_like(enc["sigma"])
         recon = self.likelihood.nll(self.decoder(t), x).mean()
         kl = self.kl(t, enc["mu"], enc["sigma"]).mean()
-        at = self.archetype_loss(enc["A"], enc["B"])
+        at = self.archetype_loss(enc["A_archetype"], enc["B"])
         terms = {"recon": recon, "kl": kl, "archetype": at}
         loss = recon + self.beta * kl + self.archetype_weight * at
         if self.side_head is not None:
