@@ -23,6 +23,7 @@ from archetool.models.simplex import simplex_vertices
 PRIORS = ("normal", "dirichlet")
 WEIGHT_ACTIVATIONS = ("sparsemax", "softmax", "entmax15")
 ARCHETYPE_LOSS_WEIGHTS = ("embedding", "sparsemax")
+BATCH_ACTIVATIONS = ("softmax", "sparsemax", "purest")
 
 
 class DeepAA(ArchetoolModule):
@@ -61,6 +62,9 @@ class DeepAA(ArchetoolModule):
         likelihood_variance: str = "calibrated",
         weights_activation: str = "sparsemax",
         archetype_loss_weights: str = "embedding",
+        batch_activation: str = "softmax",
+        weights_temperature: float = 1.0,
+        logit_penalty: float = 0.0,
         vertex_tolerance: float = 1e-3,
         side_weight: float | None = None,
         archetype_weight: float = 100.0,
@@ -80,6 +84,8 @@ class DeepAA(ArchetoolModule):
             raise ValueError(f"unknown weights_activation {weights_activation!r}; choose one of {WEIGHT_ACTIVATIONS}")
         if archetype_loss_weights not in ARCHETYPE_LOSS_WEIGHTS:
             raise ValueError(f"unknown archetype_loss_weights {archetype_loss_weights!r}; choose one of {ARCHETYPE_LOSS_WEIGHTS}")
+        if batch_activation not in BATCH_ACTIVATIONS:
+            raise ValueError(f"unknown batch_activation {batch_activation!r}; choose one of {BATCH_ACTIVATIONS}")
         if not 0 < vertex_tolerance < 1:
             raise ValueError(f"vertex_tolerance must be in (0, 1), got {vertex_tolerance}")
         if prior not in PRIORS:
@@ -90,6 +96,9 @@ class DeepAA(ArchetoolModule):
         self.likelihood_variance = likelihood_variance
         self.weights_activation = weights_activation
         self.archetype_loss_weights = archetype_loss_weights
+        self.batch_activation = batch_activation
+        self.weights_temperature = float(weights_temperature)
+        self.logit_penalty = float(logit_penalty)
         self.vertex_tolerance = float(vertex_tolerance)
         self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
@@ -117,7 +126,8 @@ class DeepAA(ArchetoolModule):
             n_features=self.n_features, n_archetypes=self.n_archetypes, n_side=self.n_side,
             hidden=list(self.hidden), likelihood=self.likelihood.name, likelihood_variance=self.likelihood_variance,
             weights_activation=self.weights_activation, archetype_loss_weights=self.archetype_loss_weights,
-            vertex_tolerance=self.vertex_tolerance, side_weight=self.side_weight,
+            batch_activation=self.batch_activation, weights_temperature=self.weights_temperature,
+            logit_penalty=self.logit_penalty,            vertex_tolerance=self.vertex_tolerance, side_weight=self.side_weight,
             archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
             anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
             prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
@@ -133,9 +143,16 @@ class DeepAA(ArchetoolModule):
         h = self.encoder(x)
         logits = self.weights_head(h)
         weights = self.activate(logits)
-        batch_mix = rearrange(torch.softmax(self.batch_head(h), dim=0), "n k -> k n")
+        batch_logits = self.batch_head(h)
+        if self.batch_activation == "purest":
+            batch_mix = F.one_hot(weights.detach().argmax(0), weights.shape[0]).T.to(weights.dtype)  # (n, k)
+        elif self.batch_activation == "sparsemax":
+            batch_mix = sparsemax(batch_logits, dim=0)
+        else:
+            batch_mix = torch.softmax(batch_logits, dim=0)
+        batch_mix = rearrange(batch_mix, "n k -> k n")
         sigma = F.softplus(self.scale_head(h)) + 1e-4
-        return {"A": weights, "A_archetype": self.archetype_loss_mixture(logits, weights), "B": batch_mix,
+        return {"A": weights, "logits": logits, "A_archetype": self.archetype_loss_mixture(logits, weights), "B": batch_mix,
                 "mu": weights @ self.Z, "sigma": sigma}
 
     def vertex_gap(self) -> float:
@@ -156,6 +173,7 @@ class DeepAA(ArchetoolModule):
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits (n, k) -> mixture weights (n, k) by ``weights_activation``."""
+        logits = logits / self.weights_temperature
         if self.weights_activation == "sparsemax":
             return sparsemax(logits, dim=-1)
         if self.weights_activation == "entmax15":
@@ -208,6 +226,10 @@ class DeepAA(ArchetoolModule):
         at = self.archetype_loss(enc["A_archetype"], enc["B"])
         terms = {"recon": recon, "kl": kl, "archetype": at}
         loss = recon + self.beta * kl + self.archetype_weight * at
+        if self.logit_penalty:
+            centred = enc["logits"] - enc["logits"].mean(-1, keepdim=True)
+            terms["logit_scale"] = (centred**2).sum(-1).mean()
+            loss = loss + self.logit_penalty * terms["logit_scale"]
         if self.side_head is not None:
             side_nll = 0.5 * ((self.side_head(t) - batch["side"]) ** 2).sum(-1).mean()
             terms["side"] = side_nll
