@@ -65,6 +65,8 @@ class DeepAA(ArchetoolModule):
         batch_activation: str = "softmax",
         weights_temperature: float = 1.0,
         logit_penalty: float = 0.0,
+        crowding_weight: float = 0.0,
+        vertex_share: float = 0.01,
         vertex_tolerance: float = 1e-3,
         side_weight: float | None = None,
         archetype_weight: float = 100.0,
@@ -99,6 +101,8 @@ class DeepAA(ArchetoolModule):
         self.batch_activation = batch_activation
         self.weights_temperature = float(weights_temperature)
         self.logit_penalty = float(logit_penalty)
+        self.crowding_weight = float(crowding_weight)
+        self.vertex_share = float(vertex_share)
         self.vertex_tolerance = float(vertex_tolerance)
         self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
@@ -127,7 +131,8 @@ class DeepAA(ArchetoolModule):
             hidden=list(self.hidden), likelihood=self.likelihood.name, likelihood_variance=self.likelihood_variance,
             weights_activation=self.weights_activation, archetype_loss_weights=self.archetype_loss_weights,
             batch_activation=self.batch_activation, weights_temperature=self.weights_temperature,
-            logit_penalty=self.logit_penalty,            vertex_tolerance=self.vertex_tolerance, side_weight=self.side_weight,
+            logit_penalty=self.logit_penalty, crowding_weight=self.crowding_weight, vertex_share=self.vertex_share,
+            vertex_tolerance=self.vertex_tolerance, side_weight=self.side_weight,
             archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
             anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
             prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
@@ -194,6 +199,30 @@ class DeepAA(ArchetoolModule):
         """mean((Z - B·A·Z)²): the vertices rebuilt as convex mixtures of encoded samples."""
         return ((self.Z - batch_mix @ (weights @ self.Z)) ** 2).mean()
 
+    def pure_gap(self) -> float:
+        """The gap between the two largest logits at which a row's weight on its leading archetype reaches 1
+        (sparsemax: 1; 1.5-entmax: 2) or 0.999 (softmax, the other k - 1 logits equal)."""
+        if self.weights_activation == "sparsemax":
+            return 1.0
+        if self.weights_activation == "entmax15":
+            return 2.0
+        return math.log(999.0 * (self.n_archetypes - 1))
+
+    def crowding(self, logits: torch.Tensor) -> torch.Tensor:
+        """mean over the batch of relu(gap - 0.9·vertex_gap)², where gap (n,) is each row's lead of its largest
+        logit over the runner-up, leaving out, per archetype, the ceil(vertex_share·n) rows that lead it most:
+        only the batch's few purest rows may sit on a vertex."""
+        n, k = logits.shape
+        top = logits.topk(2, dim=-1).values
+        gap = top[:, 0] - top[:, 1]  # (n,)
+        m = max(1, math.ceil(self.vertex_share * n))
+        free = torch.zeros(n, dtype=torch.bool, device=logits.device)
+        for j in range(k):
+            others = torch.cat([logits[:, :j], logits[:, j + 1:]], dim=1).max(dim=1).values
+            free[(logits[:, j] - others).detach().topk(min(m, n)).indices] = True
+        excess = F.relu(gap - 0.9 * self.pure_gap())
+        return (excess[~free] ** 2).sum() / n
+
     def kl(self, t: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """KL(q(t|x) || prior) per sample, shape (n,). Closed form for "normal", Monte Carlo for "dirichlet"."""
         if self.prior == "normal":
@@ -226,6 +255,9 @@ class DeepAA(ArchetoolModule):
         at = self.archetype_loss(enc["A_archetype"], enc["B"])
         terms = {"recon": recon, "kl": kl, "archetype": at}
         loss = recon + self.beta * kl + self.archetype_weight * at
+        if self.crowding_weight:
+            terms["crowding"] = self.crowding(enc["logits"])
+            loss = loss + self.crowding_weight * terms["crowding"]
         if self.logit_penalty:
             centred = enc["logits"] - enc["logits"].mean(-1, keepdim=True)
             terms["logit_scale"] = (centred**2).sum(-1).mean()
