@@ -22,8 +22,6 @@ from archetool.models.simplex import simplex_vertices
 
 PRIORS = ("normal", "dirichlet")
 WEIGHT_ACTIVATIONS = ("sparsemax", "softmax", "entmax15")
-ARCHETYPE_LOSS_WEIGHTS = ("embedding", "sparsemax")
-BATCH_ACTIVATIONS = ("softmax", "sparsemax", "purest")
 
 
 class DeepAA(ArchetoolModule):
@@ -49,7 +47,7 @@ class DeepAA(ArchetoolModule):
 
     kind = "deepaa"
     needs = ("side",)
-    saved_defaults = {"weights_activation": "softmax", "likelihood_variance": "learned"}
+    saved_defaults = {"weights_activation": "softmax", "likelihood_variance": "learned", "crowding_weight": 0.0}
     final_lr_fraction = 0.01  # the decoder settles: decode(Z) off the data plane 0.013 -> 0.004 (linear k=3)
 
     def __init__(
@@ -61,13 +59,8 @@ class DeepAA(ArchetoolModule):
         likelihood: str = "gaussian",
         likelihood_variance: str = "calibrated",
         weights_activation: str = "sparsemax",
-        archetype_loss_weights: str = "embedding",
-        batch_activation: str = "softmax",
-        weights_temperature: float = 1.0,
-        logit_penalty: float = 0.0,
-        crowding_weight: float = 0.0,
-        vertex_share: float = 0.01,
-        vertex_tolerance: float = 1e-3,
+        crowding_weight: float = 10000.0,
+        crowding_margin: float = 0.98,
         side_weight: float | None = None,
         archetype_weight: float = 100.0,
         beta_start: float = 10.0,
@@ -84,12 +77,6 @@ class DeepAA(ArchetoolModule):
             raise ValueError(f"deepaa needs at least 2 archetypes, got k={n_archetypes}")
         if weights_activation not in WEIGHT_ACTIVATIONS:
             raise ValueError(f"unknown weights_activation {weights_activation!r}; choose one of {WEIGHT_ACTIVATIONS}")
-        if archetype_loss_weights not in ARCHETYPE_LOSS_WEIGHTS:
-            raise ValueError(f"unknown archetype_loss_weights {archetype_loss_weights!r}; choose one of {ARCHETYPE_LOSS_WEIGHTS}")
-        if batch_activation not in BATCH_ACTIVATIONS:
-            raise ValueError(f"unknown batch_activation {batch_activation!r}; choose one of {BATCH_ACTIVATIONS}")
-        if not 0 < vertex_tolerance < 1:
-            raise ValueError(f"vertex_tolerance must be in (0, 1), got {vertex_tolerance}")
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         self.n_archetypes = int(n_archetypes)
@@ -97,13 +84,8 @@ class DeepAA(ArchetoolModule):
         self.hidden = [int(h) for h in hidden]
         self.likelihood_variance = likelihood_variance
         self.weights_activation = weights_activation
-        self.archetype_loss_weights = archetype_loss_weights
-        self.batch_activation = batch_activation
-        self.weights_temperature = float(weights_temperature)
-        self.logit_penalty = float(logit_penalty)
         self.crowding_weight = float(crowding_weight)
-        self.vertex_share = float(vertex_share)
-        self.vertex_tolerance = float(vertex_tolerance)
+        self.crowding_margin = float(crowding_margin)
         self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
@@ -129,10 +111,8 @@ class DeepAA(ArchetoolModule):
         return dict(
             n_features=self.n_features, n_archetypes=self.n_archetypes, n_side=self.n_side,
             hidden=list(self.hidden), likelihood=self.likelihood.name, likelihood_variance=self.likelihood_variance,
-            weights_activation=self.weights_activation, archetype_loss_weights=self.archetype_loss_weights,
-            batch_activation=self.batch_activation, weights_temperature=self.weights_temperature,
-            logit_penalty=self.logit_penalty, crowding_weight=self.crowding_weight, vertex_share=self.vertex_share,
-            vertex_tolerance=self.vertex_tolerance, side_weight=self.side_weight,
+            weights_activation=self.weights_activation, crowding_weight=self.crowding_weight,
+            crowding_margin=self.crowding_margin, side_weight=self.side_weight,
             archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
             anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
             prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
@@ -148,42 +128,48 @@ class DeepAA(ArchetoolModule):
         h = self.encoder(x)
         logits = self.weights_head(h)
         weights = self.activate(logits)
-        batch_logits = self.batch_head(h)
-        if self.batch_activation == "purest":
-            batch_mix = F.one_hot(weights.detach().argmax(0), weights.shape[0]).T.to(weights.dtype)  # (n, k)
-        elif self.batch_activation == "sparsemax":
-            batch_mix = sparsemax(batch_logits, dim=0)
-        else:
-            batch_mix = torch.softmax(batch_logits, dim=0)
-        batch_mix = rearrange(batch_mix, "n k -> k n")
+        batch_mix = rearrange(torch.softmax(self.batch_head(h), dim=0), "n k -> k n")
         sigma = F.softplus(self.scale_head(h)) + 1e-4
-        return {"A": weights, "logits": logits, "A_archetype": self.archetype_loss_mixture(logits, weights), "B": batch_mix,
-                "mu": weights @ self.Z, "sigma": sigma}
-
-    def vertex_gap(self) -> float:
-        """The logit gap at which softmax puts 1 - vertex_tolerance on the leading archetype (k - 1 equal rivals)."""
-        tol = self.vertex_tolerance
-        return math.log((1 - tol) * (self.n_archetypes - 1) / tol)
-
-    def archetype_loss_mixture(self, logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The weights (n, k) the archetype loss sees: the embedding's own, or sparsemax(logits / vertex_gap),
-        which is exactly pure once a row's logit gap reaches vertex_gap (softmax weight >= 1 - vertex_tolerance)."""
-        if self.archetype_loss_weights == "embedding":
-            return weights
-        return sparsemax(logits / self.vertex_gap(), dim=-1)
+        return {"A": weights, "logits": logits, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma}
 
     def mixture_weights(self, h: torch.Tensor) -> torch.Tensor:
         """Encoder features h (n, hidden[-1]) -> mixture weights A (n, k) on the simplex."""
         return self.activate(self.weights_head(h))
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits (n, k) -> mixture weights (n, k) by ``weights_activation``."""
-        logits = logits / self.weights_temperature
+        """A head's logits (n, k) -> mixture weights (n, k) by ``weights_activation``."""
         if self.weights_activation == "sparsemax":
             return sparsemax(logits, dim=-1)
         if self.weights_activation == "entmax15":
             return entmax15(logits, dim=-1)
         return torch.softmax(logits, dim=-1)
+
+    def pure_gap(self) -> float:
+        """The lead of the largest logit over the runner-up at which a row's weight on its archetype reaches 1
+        (sparsemax: 1, 1.5-entmax: 2) or, for softmax, 0.999 when the other k - 1 logits are equal."""
+        if self.weights_activation == "sparsemax":
+            return 1.0
+        if self.weights_activation == "entmax15":
+            return 2.0
+        return math.log(999.0 * (self.n_archetypes - 1))
+
+    def crowding(self, logits: torch.Tensor) -> torch.Tensor:
+        """Penalty on rows crowding onto a vertex: sum of relu(lead - 0.9·pure_gap)² over the batch's rows, / n.
+
+        ``lead`` (n,) is each row's largest logit minus its runner-up. Left out: for each archetype, the one row
+        of the batch that leads it most, so that the archetype loss can still be met by the purest rows while
+        every other row is held just inside the simplex (weight < 1 on any archetype), where the reconstruction
+        and side terms still have a gradient (sparsemax has none on a vertex).
+        """
+        n, k = logits.shape
+        top = logits.topk(2, dim=-1)
+        runner_up = torch.where(top.indices[:, :1] == torch.arange(k, device=logits.device), top.values[:, 1:2],
+                                top.values[:, :1])  # (n, k): the largest logit other than column j
+        leads = logits - runner_up  # (n, k); positive only in the row's own top column
+        free = torch.zeros(n, dtype=torch.bool, device=logits.device)
+        free[leads.detach().argmax(0)] = True  # the purest row of each archetype
+        excess = F.relu(top.values[:, 0] - top.values[:, 1] - self.crowding_margin * self.pure_gap())
+        return (excess[~free] ** 2).sum() / n
 
     def decode(self, t: torch.Tensor) -> torch.Tensor:
         """Latent t (m, d) -> E[x] (m, p) in model space."""
@@ -198,30 +184,6 @@ class DeepAA(ArchetoolModule):
     def archetype_loss(self, weights: torch.Tensor, batch_mix: torch.Tensor) -> torch.Tensor:
         """mean((Z - B·A·Z)²): the vertices rebuilt as convex mixtures of encoded samples."""
         return ((self.Z - batch_mix @ (weights @ self.Z)) ** 2).mean()
-
-    def pure_gap(self) -> float:
-        """The gap between the two largest logits at which a row's weight on its leading archetype reaches 1
-        (sparsemax: 1; 1.5-entmax: 2) or 0.999 (softmax, the other k - 1 logits equal)."""
-        if self.weights_activation == "sparsemax":
-            return 1.0
-        if self.weights_activation == "entmax15":
-            return 2.0
-        return math.log(999.0 * (self.n_archetypes - 1))
-
-    def crowding(self, logits: torch.Tensor) -> torch.Tensor:
-        """mean over the batch of relu(gap - 0.9·vertex_gap)², where gap (n,) is each row's lead of its largest
-        logit over the runner-up, leaving out, per archetype, the ceil(vertex_share·n) rows that lead it most:
-        only the batch's few purest rows may sit on a vertex."""
-        n, k = logits.shape
-        top = logits.topk(2, dim=-1).values
-        gap = top[:, 0] - top[:, 1]  # (n,)
-        m = max(1, math.ceil(self.vertex_share * n))
-        free = torch.zeros(n, dtype=torch.bool, device=logits.device)
-        for j in range(k):
-            others = torch.cat([logits[:, :j], logits[:, j + 1:]], dim=1).max(dim=1).values
-            free[(logits[:, j] - others).detach().topk(min(m, n)).indices] = True
-        excess = F.relu(gap - 0.9 * self.pure_gap())
-        return (excess[~free] ** 2).sum() / n
 
     def kl(self, t: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """KL(q(t|x) || prior) per sample, shape (n,). Closed form for "normal", Monte Carlo for "dirichlet"."""
@@ -252,16 +214,12 @@ class DeepAA(ArchetoolModule):
         t = enc["mu"] + enc["sigma"] * torch.randn_like(enc["sigma"])
         recon = self.likelihood.nll(self.decoder(t), x).mean()
         kl = self.kl(t, enc["mu"], enc["sigma"]).mean()
-        at = self.archetype_loss(enc["A_archetype"], enc["B"])
+        at = self.archetype_loss(enc["A"], enc["B"])
         terms = {"recon": recon, "kl": kl, "archetype": at}
         loss = recon + self.beta * kl + self.archetype_weight * at
         if self.crowding_weight:
             terms["crowding"] = self.crowding(enc["logits"])
             loss = loss + self.crowding_weight * terms["crowding"]
-        if self.logit_penalty:
-            centred = enc["logits"] - enc["logits"].mean(-1, keepdim=True)
-            terms["logit_scale"] = (centred**2).sum(-1).mean()
-            loss = loss + self.logit_penalty * terms["logit_scale"]
         if self.side_head is not None:
             side_nll = 0.5 * ((self.side_head(t) - batch["side"]) ** 2).sum(-1).mean()
             terms["side"] = side_nll
