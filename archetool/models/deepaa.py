@@ -35,7 +35,12 @@ class DeepAA(ArchetoolModule):
                      Astudillo, 2016) reaches a vertex exactly with finite logits, so the archetype
                      loss can be met by the few most extreme samples of a batch; "softmax" (the
                      reference) only approaches a vertex as logits diverge, and its push drags a whole
-                     cap of near-vertex samples onto the vertex, which pulls decode(Z) inside the data
+                     cap of near-vertex samples onto the vertex, which pulls decode(Z) inside the data;
+                     "entmax15" (1.5-entmax) lies between the two
+    crowding_weight: weight of :meth:`crowding`, which keeps all but each batch's purest row per archetype
+                     off the vertices (default 10000; 0 = off, as in models saved before it existed).
+                     Without it sparsemax puts most rows of a small real table exactly on a vertex
+    crowding_margin: a row is held to a lead of at most crowding_margin x the lead that reaches a vertex
     likelihood_variance: Gaussian variance mode, "calibrated" (default) or "learned"; see likelihoods.py
     side_weight:     lambda_side on the side NLL (summed over side variables); default max(100, p/2), so the
                      side term keeps its weight against a reconstruction NLL summed over p features
@@ -77,6 +82,8 @@ class DeepAA(ArchetoolModule):
             raise ValueError(f"deepaa needs at least 2 archetypes, got k={n_archetypes}")
         if weights_activation not in WEIGHT_ACTIVATIONS:
             raise ValueError(f"unknown weights_activation {weights_activation!r}; choose one of {WEIGHT_ACTIVATIONS}")
+        if crowding_weight < 0 or not 0 < crowding_margin <= 1:
+            raise ValueError(f"crowding_weight must be >= 0 and crowding_margin in (0, 1], got {crowding_weight}, {crowding_margin}")
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         self.n_archetypes = int(n_archetypes)
@@ -154,12 +161,13 @@ class DeepAA(ArchetoolModule):
         return math.log(999.0 * (self.n_archetypes - 1))
 
     def crowding(self, logits: torch.Tensor) -> torch.Tensor:
-        """Penalty on rows crowding onto a vertex: sum of relu(lead - 0.9·pure_gap)² over the batch's rows, / n.
+        """Penalty on rows crowding onto a vertex, logits (n, k) -> scalar:
+        sum over rows of relu(lead - crowding_margin·pure_gap)², divided by n.
 
-        ``lead`` (n,) is each row's largest logit minus its runner-up. Left out: for each archetype, the one row
-        of the batch that leads it most, so that the archetype loss can still be met by the purest rows while
-        every other row is held just inside the simplex (weight < 1 on any archetype), where the reconstruction
-        and side terms still have a gradient (sparsemax has none on a vertex).
+        ``lead`` is a row's largest logit minus its runner-up. Left out: for each archetype, the one row of the
+        batch that leads it most, so the archetype loss can still be met by the purest rows while every other
+        row is held just inside the simplex (sparsemax weight <= (1 + 0.98)/2 = 0.99 on any archetype), where the
+        reconstruction and side terms still have a gradient; on a sparsemax vertex they have none.
         """
         n, k = logits.shape
         top = logits.topk(2, dim=-1)
