@@ -59,7 +59,7 @@ def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: 
     corners = polygon_vertices(k)
     xy = weights @ corners
     on_vertex = rows_on_vertex(weights)
-    fig, ax = plt.subplots(figsize=(6.6, 5.8))
+    fig, ax = plt.subplots(figsize=(8.2, 5.8))
     ax.fill(*np.vstack([corners, corners[:1]]).T, color="0.95", zorder=0)
     ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.6", lw=1, zorder=1)
     ax.scatter(corners[:, 0], corners[:, 1], marker="o", s=420, facecolor="none", edgecolor="crimson", lw=2, zorder=1.5)
@@ -75,7 +75,7 @@ def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: 
             ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.08, 0.5), title=colour_name)
     else:
         sc = ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.75, c=colour, cmap="viridis", zorder=2)
-        fig.colorbar(sc, ax=ax, shrink=0.7, pad=0.1, label=colour_name)
+        fig.colorbar(sc, ax=ax, shrink=0.7, pad=0.04, label=colour_name)
     centre = corners.mean(0)
     for (x, y), name, count in zip(corners, labels, on_vertex):
         out = np.array([x, y]) - centre
@@ -85,7 +85,7 @@ def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: 
         text = f"{name}\n{count} row{'s' if count != 1 else ''} on vertex" if count else name
         ax.annotate(text, (x, y), xytext=(x + 0.22 * out[0], y + 0.22 * out[1]), ha=ha, va=va, fontsize=8.5,
                     fontweight="bold", color="0.1", zorder=4)
-    ax.set_xlim(-1.9, 1.9)
+    ax.set_xlim(-2.5, 2.5)  # room for the labels beside the side corners, inside the axes (clear of the colour bar)
     ax.set_ylim(-1.6, 1.6) if k > 2 else ax.set_ylim(-0.6, 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
