@@ -45,6 +45,7 @@ Restarts:       ... deepaa_recovery.py --restarts 3 --name deepaa_recovery_resta
 Reference head: ... deepaa_recovery.py --deepaa-options '{"weights_activation": "softmax", "likelihood_variance": "learned"}'
                     --final-lr-fraction 1 --name deepaa_recovery_reference   (softmax A, learned variance, constant lr)
 Other settings: --deepaa-options '{"prior": "dirichlet"}' --name deepaa_recovery_prior_dirichlet
+Add seeds:      ... deepaa_recovery.py --seed-list 1,2 --name deepaa_recovery_seeds12   (only those seeds)
 Smoke mode:     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deepaa_recovery.py --quick
 Needs the bench extra (``pip install -e .[bench]``: the ``archetypes`` package).
 """
