@@ -45,6 +45,7 @@ Restarts:       ... deepaa_recovery.py --restarts 3 --name deepaa_recovery_resta
 Reference head: ... deepaa_recovery.py --deepaa-options '{"weights_activation": "softmax", "likelihood_variance": "learned"}'
                     --final-lr-fraction 1 --name deepaa_recovery_reference   (softmax A, learned variance, constant lr)
 Other settings: --deepaa-options '{"prior": "dirichlet"}' --name deepaa_recovery_prior_dirichlet
+Add seeds:      ... deepaa_recovery.py --seed-list 1,2 --name deepaa_recovery_seeds12   (only those seeds)
 Smoke mode:     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deepaa_recovery.py --quick
 Needs the bench extra (``pip install -e .[bench]``: the ``archetypes`` package).
 """
@@ -182,6 +183,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ks", default="3,4")
     ap.add_argument("--kinds", default="linear,warped")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-list", default=None, help="comma-separated seeds to run instead of 0..seeds-1 (e.g. to add seeds to a run)")
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=None, help="deepaa epochs (default: archetool's default)")
     ap.add_argument("--restarts", default="1,3", help="archetool fit --restarts values, ascending (each adds initialisations to the "
@@ -199,6 +201,8 @@ def main(argv=None) -> int:
     fit_kw = {} if args.epochs is None else {"epochs": args.epochs}
     if args.quick:
         ks, seeds, n, fit_kw = [3], 1, 1000, {"epochs": 30}
+    seed_list = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(seeds))
+    seeds = len(seed_list)
     restart_values = sorted(int(r) for r in args.restarts.split(","))
     if args.final_lr_fraction is not None:
         fit_kw["final_lr_fraction"] = args.final_lr_fraction
@@ -215,7 +219,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for kind in kinds:
         for k in ks:
-            for seed in range(seeds):
+            for seed in seed_list:
                 data = make_data(k, n, kind, seed)
                 lin = run_linear_aa(data, k, seed)
                 with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,7 @@ def test_barycentric_grid_rows_are_convex_weights(k, steps):
 
 
 @settings(deadline=None, max_examples=20)
-@given(st.integers(2, 6), st.integers(2, 40), st.integers(0, 10_000), st.sampled_from(["sparsemax", "softmax"]))
+@given(st.integers(2, 6), st.integers(2, 40), st.integers(0, 10_000), st.sampled_from(["sparsemax", "softmax", "entmax15"]))
 def test_mixture_weights_sum_to_one(k, n, seed, activation):
     torch.manual_seed(seed)
     model = DeepAA(n_features=7, n_archetypes=k, n_side=1, hidden=(16,), weights_activation=activation)
@@ -162,12 +162,15 @@ def test_configs_saved_before_an_option_existed_rebuild_what_they_were_trained_w
     old = DeepAA(n_features=6, n_archetypes=3, hidden=[8], weights_activation="softmax", likelihood_variance="learned")
     hparams = old.hparams()
     del hparams["weights_activation"], hparams["likelihood_variance"]  # a config.json from before they existed
+    del hparams["crowding_weight"], hparams["crowding_margin"]
     rebuilt = DeepAA.from_hparams(hparams)
     assert rebuilt.weights_activation == "softmax" and rebuilt.likelihood_variance == "learned"
+    assert rebuilt.crowding_weight == 0.0  # trained without the crowding penalty
     rebuilt.load_state_dict(old.state_dict())
     x = torch.randn(5, 6)
     assert torch.allclose(old.embed(x)["weights"], rebuilt.embed(x)["weights"])
-    assert DeepAA.from_hparams(DeepAA(n_features=6, n_archetypes=3).hparams()).weights_activation == "sparsemax"
+    new = DeepAA.from_hparams(DeepAA(n_features=6, n_archetypes=3).hparams())
+    assert new.weights_activation == "sparsemax" and new.crowding_weight == 10000.0 and new.crowding_margin == 0.98
 
 
 def test_embed_equals_the_encoder_outputs_without_the_training_heads():
@@ -182,3 +185,75 @@ def test_embed_equals_the_encoder_outputs_without_the_training_heads():
         enc, emb = model.encode(x), model.embed(x)
     assert torch.equal(emb["z"], enc["mu"]) and torch.equal(emb["weights"], enc["A"])
     assert torch.equal(emb["side"], model.predict_side(enc["mu"]))
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.integers(2, 6), st.integers(1, 50), st.integers(0, 10_000))
+def test_default_weights_are_on_the_simplex(k, n, seed):
+    torch.manual_seed(seed)
+    model = DeepAA(n_features=5, n_archetypes=k, n_side=1, hidden=(8,))
+    x = torch.randn(n, 5) * float(torch.empty(1).uniform_(0.1, 50))
+    weights = model.embed(x)["weights"]
+    assert torch.allclose(weights.sum(1), torch.ones(n), atol=1e-5) and (weights >= 0).all()
+    assert torch.allclose(model.encode(x)["A"], weights, atol=1e-6)
+
+
+def _logit_model(k: int) -> DeepAA:
+    model = DeepAA(n_features=k, n_archetypes=k, hidden=(k,))
+    with torch.no_grad():  # route the logits straight through the A head
+        model.encoder = torch.nn.Identity()
+        model.weights_head = torch.nn.Linear(k, k)
+        model.weights_head.weight.copy_(torch.eye(k))
+        model.weights_head.bias.zero_()
+    return model
+
+
+def test_crowding_penalises_every_row_on_a_vertex_but_the_purest_of_each_archetype():
+    model = _logit_model(3)
+    logits = torch.tensor([[5.0, 0.0, 0.0],   # purest row of a0: free
+                           [2.0, 0.0, 0.0],   # also on a0's vertex (lead 2 > 0.98): penalised by (2 - 0.98)²
+                           [0.0, 0.5, 0.0],   # inside (lead 0.5): free of penalty, and a1's purest anyway
+                           [0.0, 0.0, 1.5]])  # a2's purest: free
+    assert float(model.crowding(logits)) == pytest.approx((2 - 0.98) ** 2 / 4)
+    weights = model.activate(logits)
+    assert float(weights[1, 0]) == 1.0  # sparsemax: a lead >= 1 is exactly on the vertex
+    inside = torch.tensor([[0.9, 0.0, 0.0], [0.0, 0.9, 0.0], [0.0, 0.0, 0.9], [0.9, 0.0, 0.1]])
+    assert float(model.crowding(inside)) == 0.0  # leads below the margin cost nothing
+
+
+def test_crowding_is_part_of_the_loss_and_off_for_models_saved_without_it():
+    torch.manual_seed(0)
+    x = torch.randn(16, 4) * 10
+    model = DeepAA(n_features=4, n_archetypes=3, hidden=(8,))
+    assert "crowding" in model.loss_terms({"x": x})
+    off = DeepAA(n_features=4, n_archetypes=3, hidden=(8,), crowding_weight=0.0)
+    assert "crowding" not in off.loss_terms({"x": x})
+    with pytest.raises(ValueError, match="crowding"):
+        DeepAA(n_features=4, n_archetypes=3, crowding_margin=1.5)
+
+
+def _smooth_table(path, n=180, p=12, seed=0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(n, 3))
+    x = np.tanh(u @ rng.normal(size=(3, p)) / 2) + 0.1 * rng.normal(size=(n, p))
+    df = pd.DataFrame(x, columns=[f"f{j}" for j in range(p)])
+    df.insert(0, "id", [f"r{i}" for i in range(n)])
+    df["y"] = u[:, 0] + u[:, 1] ** 2
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_a_smooth_table_is_not_collapsed_onto_the_vertices(tmp_path):
+    """A smooth cloud with no corners: after a short fit only a few rows may sit exactly on a vertex, and the
+    embeddings stay distinct. Without the crowding penalty (the old default) half the rows sat on a vertex."""
+    import archetool
+
+    data = _smooth_table(tmp_path / "smooth.csv")
+    model = archetool.fit(str(data), side=["y"], k=4, epochs=30, seed=0, device="cpu", out=str(tmp_path / "m"),
+                          progress_bar=False)
+    weights = model.embed(str(data))[["a0", "a1", "a2", "a3"]].to_numpy()
+    on_vertex = (weights.max(1) > 0.999).mean()
+    distinct = len(np.unique(weights.round(6), axis=0)) / len(weights)
+    assert on_vertex <= 0.08 and distinct >= 0.95, (on_vertex, distinct)

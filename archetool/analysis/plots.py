@@ -47,21 +47,37 @@ def polygon_vertices(k: int) -> np.ndarray:
     return np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
+VERTEX_WEIGHT = 0.999  # a row whose largest archetype weight exceeds this sits on that archetype's vertex
+
+
+def rows_on_vertex(weights: np.ndarray, threshold: float = VERTEX_WEIGHT) -> np.ndarray:
+    """Weights (n, k) -> per archetype, the number of rows whose largest weight (> threshold) is on it: (k,)."""
+    weights = np.asarray(weights, float)
+    pure = weights.max(1) > threshold
+    return np.bincount(weights[pure].argmax(1), minlength=weights.shape[1])
+
+
 def simplex_plot(weights: np.ndarray, colour: np.ndarray | None, colour_name: str | None, path: Path,
                  labels: list[str], title: str, categorical: bool = False) -> Path:
     """:func:`simplex_figure` saved as a PNG."""
     return save_figure(simplex_figure(weights, colour, colour_name, labels, title, categorical), path)
 
 
-def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: str | None,
-                   labels: list[str], title: str, categorical: bool = False, ax=None):
-    """Samples placed by their archetype weights (n, k) inside the k-gon whose corners are the archetypes."""
+def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: str | None, labels: list[str],
+                   title: str, categorical: bool = False, ax=None):
+    """Samples placed by their archetype weights (n, k) inside the k-gon whose corners are the archetypes.
+
+    Each corner is a hollow ring drawn *under* the samples, so rows that sit exactly on a vertex stay
+    visible; the corner's label, outside the polygon, says how many they are. ``ax``: draw into it."""
     plt = _pyplot()
-    corners = polygon_vertices(weights.shape[1])
+    k = weights.shape[1]
+    corners = polygon_vertices(k)
     xy = weights @ corners
-    fig, ax = _axes(ax, (6.2, 5.6))
+    on_vertex = rows_on_vertex(weights)
+    fig, ax = _axes(ax, (8.2, 5.8))
     ax.fill(*np.vstack([corners, corners[:1]]).T, color="0.95", zorder=0)
     ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.6", lw=1, zorder=1)
+    ax.scatter(corners[:, 0], corners[:, 1], marker="o", s=420, facecolor="none", edgecolor="crimson", lw=2, zorder=1.5)
     if colour is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.6, color="tab:blue", zorder=2)
     elif categorical:
@@ -71,17 +87,26 @@ def simplex_figure(weights: np.ndarray, colour: np.ndarray | None, colour_name: 
             sel = colour == c
             ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, color=cmap(i), label=str(c), zorder=2)
         if len(cats) <= 20:
-            ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.02, 0.5), title=colour_name)
+            ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.08, 0.5), title=colour_name)
     else:
         sc = ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.75, c=colour, cmap="viridis", zorder=2)
-        fig.colorbar(sc, ax=ax, shrink=0.8, label=colour_name)
-    ax.scatter(corners[:, 0], corners[:, 1], marker="*", s=320, color="crimson", edgecolor="k", zorder=3)
-    for (x, y), name in zip(corners, labels):
-        ax.annotate(name, (x, y), xytext=(x * 1.12, y * 1.12 + (0.04 if y >= 0 else -0.06)), ha="center",
-                    fontsize=9, fontweight="bold")
+        fig.colorbar(sc, ax=ax, shrink=0.7, pad=0.04, label=colour_name)
+    centre = corners.mean(0)
+    for (x, y), name, count in zip(corners, labels, on_vertex):
+        out = np.array([x, y]) - centre
+        out = out / (np.linalg.norm(out) or 1.0)
+        ha = "center" if abs(out[0]) < 0.3 else ("left" if out[0] > 0 else "right")
+        va = "center" if abs(out[1]) < 0.3 else ("bottom" if out[1] > 0 else "top")
+        text = f"{name}\n{count} row{'s' if count != 1 else ''} on vertex" if count else name
+        ax.annotate(text, (x, y), xytext=(x + 0.22 * out[0], y + 0.22 * out[1]), ha=ha, va=va, fontsize=8.5,
+                    fontweight="bold", color="0.1", zorder=4)
+    ax.set_xlim(-2.5, 2.5)  # room for the labels beside the side corners, inside the axes (clear of the colour bar)
+    ax.set_ylim(-1.6, 1.6) if k > 2 else ax.set_ylim(-0.6, 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title, fontsize=10, pad=30)
+    share = on_vertex.sum() / max(len(weights), 1)
+    ax.set_title(f"{title}\n{on_vertex.sum()} of {len(weights)} rows ({share:.1%}) on a vertex (weight > {VERTEX_WEIGHT})",
+                 fontsize=10, pad=12)
     return fig
 
 

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from entmax import sparsemax
+from entmax import entmax15, sparsemax
 from torch import nn
 
 from archetool.models.base import ArchetoolModule
@@ -21,7 +21,7 @@ from archetool.models.layers import gaussian_kl_standard, mlp
 from archetool.models.simplex import simplex_vertices
 
 PRIORS = ("normal", "dirichlet")
-WEIGHT_ACTIVATIONS = ("sparsemax", "softmax")
+WEIGHT_ACTIVATIONS = ("sparsemax", "softmax", "entmax15")
 
 
 class DeepAA(ArchetoolModule):
@@ -35,7 +35,12 @@ class DeepAA(ArchetoolModule):
                      Astudillo, 2016) reaches a vertex exactly with finite logits, so the archetype
                      loss can be met by the few most extreme samples of a batch; "softmax" (the
                      reference) only approaches a vertex as logits diverge, and its push drags a whole
-                     cap of near-vertex samples onto the vertex, which pulls decode(Z) inside the data
+                     cap of near-vertex samples onto the vertex, which pulls decode(Z) inside the data;
+                     "entmax15" (1.5-entmax) lies between the two
+    crowding_weight: weight of :meth:`crowding`, which keeps all but each batch's purest row per archetype
+                     off the vertices (default 10000; 0 = off, as in models saved before it existed).
+                     Without it sparsemax puts most rows of a small real table exactly on a vertex
+    crowding_margin: a row is held to a lead of at most crowding_margin x the lead that reaches a vertex
     likelihood_variance: Gaussian variance mode, "calibrated" (default) or "learned"; see likelihoods.py
     side_weight:     lambda_side on the side NLL (summed over side variables); default max(100, p/2), so the
                      side term keeps its weight against a reconstruction NLL summed over p features
@@ -47,7 +52,7 @@ class DeepAA(ArchetoolModule):
 
     kind = "deepaa"
     needs = ("side",)
-    saved_defaults = {"weights_activation": "softmax", "likelihood_variance": "learned"}
+    saved_defaults = {"weights_activation": "softmax", "likelihood_variance": "learned", "crowding_weight": 0.0}
     final_lr_fraction = 0.01  # the decoder settles: decode(Z) off the data plane 0.013 -> 0.004 (linear k=3)
 
     def __init__(
@@ -59,6 +64,8 @@ class DeepAA(ArchetoolModule):
         likelihood: str = "gaussian",
         likelihood_variance: str = "calibrated",
         weights_activation: str = "sparsemax",
+        crowding_weight: float = 10000.0,
+        crowding_margin: float = 0.98,
         side_weight: float | None = None,
         archetype_weight: float = 100.0,
         beta_start: float = 10.0,
@@ -75,6 +82,8 @@ class DeepAA(ArchetoolModule):
             raise ValueError(f"deepaa needs at least 2 archetypes, got k={n_archetypes}")
         if weights_activation not in WEIGHT_ACTIVATIONS:
             raise ValueError(f"unknown weights_activation {weights_activation!r}; choose one of {WEIGHT_ACTIVATIONS}")
+        if crowding_weight < 0 or not 0 < crowding_margin <= 1:
+            raise ValueError(f"crowding_weight must be >= 0 and crowding_margin in (0, 1], got {crowding_weight}, {crowding_margin}")
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         self.n_archetypes = int(n_archetypes)
@@ -82,6 +91,8 @@ class DeepAA(ArchetoolModule):
         self.hidden = [int(h) for h in hidden]
         self.likelihood_variance = likelihood_variance
         self.weights_activation = weights_activation
+        self.crowding_weight = float(crowding_weight)
+        self.crowding_margin = float(crowding_margin)
         self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
@@ -107,7 +118,8 @@ class DeepAA(ArchetoolModule):
         return dict(
             n_features=self.n_features, n_archetypes=self.n_archetypes, n_side=self.n_side,
             hidden=list(self.hidden), likelihood=self.likelihood.name, likelihood_variance=self.likelihood_variance,
-            weights_activation=self.weights_activation, side_weight=self.side_weight,
+            weights_activation=self.weights_activation, crowding_weight=self.crowding_weight,
+            crowding_margin=self.crowding_margin, side_weight=self.side_weight,
             archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
             anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
             prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
@@ -121,15 +133,51 @@ class DeepAA(ArchetoolModule):
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x (n, p) -> A (n, k), B (k, n), mu (n, d), sigma (n, d)."""
         h = self.encoder(x)
-        weights = self.mixture_weights(h)
+        logits = self.weights_head(h)
+        weights = self.activate(logits)
         batch_mix = rearrange(torch.softmax(self.batch_head(h), dim=0), "n k -> k n")
         sigma = F.softplus(self.scale_head(h)) + 1e-4
-        return {"A": weights, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma}
+        return {"A": weights, "logits": logits, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma}
 
     def mixture_weights(self, h: torch.Tensor) -> torch.Tensor:
         """Encoder features h (n, hidden[-1]) -> mixture weights A (n, k) on the simplex."""
-        logits = self.weights_head(h)
-        return sparsemax(logits, dim=-1) if self.weights_activation == "sparsemax" else torch.softmax(logits, dim=-1)
+        return self.activate(self.weights_head(h))
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """A head's logits (n, k) -> mixture weights (n, k) by ``weights_activation``."""
+        if self.weights_activation == "sparsemax":
+            return sparsemax(logits, dim=-1)
+        if self.weights_activation == "entmax15":
+            return entmax15(logits, dim=-1)
+        return torch.softmax(logits, dim=-1)
+
+    def pure_gap(self) -> float:
+        """The lead of the largest logit over the runner-up at which a row's weight on its archetype reaches 1
+        (sparsemax: 1, 1.5-entmax: 2) or, for softmax, 0.999 when the other k - 1 logits are equal."""
+        if self.weights_activation == "sparsemax":
+            return 1.0
+        if self.weights_activation == "entmax15":
+            return 2.0
+        return math.log(999.0 * (self.n_archetypes - 1))
+
+    def crowding(self, logits: torch.Tensor) -> torch.Tensor:
+        """Penalty on rows crowding onto a vertex, logits (n, k) -> scalar:
+        sum over rows of relu(lead - crowding_margin·pure_gap)², divided by n.
+
+        ``lead`` is a row's largest logit minus its runner-up. Left out: for each archetype, the one row of the
+        batch that leads it most, so the archetype loss can still be met by the purest rows while every other
+        row is held just inside the simplex (sparsemax weight <= (1 + 0.98)/2 = 0.99 on any archetype), where the
+        reconstruction and side terms still have a gradient; on a sparsemax vertex they have none.
+        """
+        n, k = logits.shape
+        top = logits.topk(2, dim=-1)
+        runner_up = torch.where(top.indices[:, :1] == torch.arange(k, device=logits.device), top.values[:, 1:2],
+                                top.values[:, :1])  # (n, k): the largest logit other than column j
+        leads = logits - runner_up  # (n, k); positive only in the row's own top column
+        free = torch.zeros(n, dtype=torch.bool, device=logits.device)
+        free[leads.detach().argmax(0)] = True  # the purest row of each archetype
+        excess = F.relu(top.values[:, 0] - top.values[:, 1] - self.crowding_margin * self.pure_gap())
+        return (excess[~free] ** 2).sum() / n
 
     def decode(self, t: torch.Tensor) -> torch.Tensor:
         """Latent t (m, d) -> E[x] (m, p) in model space."""
@@ -177,6 +225,9 @@ class DeepAA(ArchetoolModule):
         at = self.archetype_loss(enc["A"], enc["B"])
         terms = {"recon": recon, "kl": kl, "archetype": at}
         loss = recon + self.beta * kl + self.archetype_weight * at
+        if self.crowding_weight:
+            terms["crowding"] = self.crowding(enc["logits"])
+            loss = loss + self.crowding_weight * terms["crowding"]
         if self.side_head is not None:
             side_nll = 0.5 * ((self.side_head(t) - batch["side"]) ** 2).sum(-1).mean()
             terms["side"] = side_nll
