@@ -135,13 +135,14 @@ def fit(options: FitOptions):
     from archetool.lock import directory_lock
     from archetool.training.distributed import env_dist_info
 
+    out = Path(options.out) if options.out else options.default_out()  # once: in-memory data get a new temporary one
     if not env_dist_info().is_main:
-        return _fit(options)
-    with directory_lock(Path(options.out) if options.out else options.default_out()):
-        return _fit(options)
+        return _fit(options, out)
+    with directory_lock(out):
+        return _fit(options, out)
 
 
-def _fit(options: FitOptions):
+def _fit(options: FitOptions, out: Path):
     from archetool import __version__
     from archetool.analysis import adapter
     from archetool.data.prepare import load_training_data
@@ -163,7 +164,6 @@ def _fit(options: FitOptions):
     dist_info = init_distributed(device)
     if not dist_info.is_main:  # one voice: only rank 0 logs progress
         log.setLevel(logging.WARNING)
-    out = Path(options.out) if options.out else options.default_out()
     if options.out is None and options.in_memory and dist_info.is_main:
         log.info("in-memory data and no out=: the model is saved to %s (model.save(DIR) keeps a copy elsewhere)", out)
     data_name = options.data_name()

@@ -133,14 +133,19 @@ def test_dataframe_of_smiles_fits_molecules(tmp_path):
     assert len(smiles) == 4 and legends[0].startswith("a0 #1 m") and "cv=" in legends[0]
 
 
-def test_in_memory_default_out_is_a_fresh_temporary_directory(caplog):
+def test_in_memory_default_out_is_a_fresh_temporary_directory(caplog, tmp_path, monkeypatch):
+    import tempfile
+
     import archetool
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     frame = make_table(n=40)
     with caplog.at_level("INFO", logger="archetool"):
         model = archetool.fit(frame, k=2, **FAST)
     assert model.directory.name.startswith("archetool-deepaa-") and (model.directory / "config.json").is_file()
     assert any("in-memory data and no out=" in r.getMessage() for r in caplog.records)
+    # one directory: the one locked during the fit is the one the model is saved to
+    assert [d.name for d in tmp_path.iterdir() if d.name.startswith("archetool-")] == [model.directory.name]
 
 
 # --- bad input ------------------------------------------------------------------------------------
