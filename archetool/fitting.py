@@ -247,7 +247,7 @@ def split_groups(options: FitOptions, data) -> np.ndarray | None:
     if options.split != "scaffold":
         return None
     if data.smiles is None:
-        raise ArchetoolError(f"{options.data}: --split scaffold needs molecules (a .smi/.sdf file or a SMILES column) "
+        raise ArchetoolError(f"{options.data_name()}: --split scaffold needs molecules (a .smi/.sdf file or a SMILES column) "
                              "but this data has none; use --split random")
     from archetool.data.scaffolds import scaffold_groups
 
@@ -347,7 +347,7 @@ def _nonfinite_error(err, options: FitOptions, data, prep, out: Path, checkpoint
     (in the input's units), what to do, and what is left in ``out``."""
     what = f"the {err.what} failed ({err.detail})" if err.detail else f"the {err.what} is not finite"
     when = f"after epoch {err.epoch}" if err.what == "validation loss" else f"at epoch {err.epoch}, step {err.step}"
-    text = f"{options.data}: training stopped {when}: {what}; "
+    text = f"{options.data_name()}: training stopped {when}: {what}; "
     extreme = ""
     if err.feature is not None:
         key, row, col = err.feature

@@ -344,7 +344,7 @@ class ArchetoolModel:
         rows = self.analysis_rows(data)
         if grid is not None:
             if not hasattr(analysis, "grid"):
-                raise ArchetoolError(f"--grid applies to deepaa models; this model is {self.kind}")
+                raise ArchetoolError(f"--grid applies to deepaa models; {self.directory or 'this model'} is {self.kind}")
             return analysis.grid(self, grid, rows)
         if start is None or end is None:
             raise ArchetoolError("interpolate needs --start and --end (or --grid N for deepaa)")
@@ -440,20 +440,20 @@ def _info(config: dict, prep: Preprocessing, directory: Path | None, latent_dim:
     }
 
 
-class _InfiniteValue(Exception):
-    """Raised by a forward pass that meets +-inf at (row of the chunk, feature column)."""
+class _RowProblem(Exception):
+    """A forward pass's complaint about (row of the chunk, feature column); :meth:`_finish_chunk` words it."""
 
     def __init__(self, row: int, col: int):
         super().__init__(row, col)
         self.row, self.col = row, col
 
 
-class _NonFiniteOutput(Exception):
-    """Raised by a forward pass whose output is not finite for (row of the chunk), most extreme at feature col."""
+class _InfiniteValue(_RowProblem):
+    """The input holds +-inf at (row, col)."""
 
-    def __init__(self, row: int, col: int):
-        super().__init__(row, col)
-        self.row, self.col = row, col
+
+class _NonFiniteOutput(_RowProblem):
+    """The output is not finite for row; its most extreme feature is col."""
 
 
 def _read_config(directory: Path, kinds) -> dict:

@@ -134,8 +134,6 @@ class _Commands(TyperGroup):
 def _discard_stdout() -> None:
     """Point stdout at /dev/null so flushing the rest at exit raises no second BrokenPipeError
     ("Exception ignored ... BrokenPipeError" at interpreter shutdown)."""
-    import os
-
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):  # stdout replaced or closed (tests): nothing to protect
@@ -449,8 +447,6 @@ def interpolate(
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir)
-    if grid is not None and model.kind != "deepaa":
-        raise ArchetoolError(f"--grid applies to deepaa models; {model_dir} is {model.kind}")
     _stdout_or_file(model.interpolate(start, end, steps, grid=grid, data=data), out)
 
 
@@ -517,5 +513,5 @@ def main() -> None:
         typer.echo(f"error: {_interrupted_line(err)}", err=True)
         sys.exit(128 + int(getattr(err, "signum", signal.SIGINT)))
     except BrokenPipeError:  # e.g. `archetool embed ... | head`: the reader closed the pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         sys.exit(141)

@@ -379,14 +379,14 @@ def load_training_data(
                              f"table with a SMILES column), but this is {source.kind} data; use --decoder none")
         selfies = np.full(len(batch), None, dtype=object)
         rows = np.flatnonzero(feats.valid)
-        encoded, reasons = encode_molecules(batch.obs[smiles_column].astype(str).to_numpy()[rows].tolist())
+        smiles_all = batch.obs[smiles_column].astype(str).to_numpy()
+        encoded, reasons = encode_molecules(smiles_all[rows].tolist())
         bad = [(int(i), why) for i, why in zip(rows, reasons) if why is not None]
         selfies[rows] = encoded
         if bad:
             feats_ok = np.ones(len(batch), bool)
             feats_ok[[i for i, _ in bad]] = False
             keep &= feats_ok
-            smiles_all = batch.obs[smiles_column].astype(str).to_numpy()
             more = rejects_table(batch, [(i, smiles_all[i]) for i, _ in bad], [why for _, why in bad])
             rejects = pd.concat([rejects, more]).sort_values("row", kind="stable").reset_index(drop=True)
     check_finite_features(feats.x, path, batch.ids[feats.valid], featurizer.feature_names)
@@ -542,10 +542,7 @@ def iter_inference_chunks(path: str | Path, prep: Preprocessing, batch_rows: int
                 log.warning("%s: %d of the model's %d features are missing and were filled with the training mean "
                             "(--allow-missing-features): %s", path, len(featurizer.missing),
                             len(featurizer.feature_names), preview(featurizer.missing, 8))
-        rejects = pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in feats.rejects],
-                                "id": [batch.ids[i] for i, _ in feats.rejects],
-                                "smiles": [s for _, s in feats.rejects],
-                                "reason": ["RDKit cannot parse the SMILES"] * len(feats.rejects)})
+        rejects = rejects_table(batch, feats.rejects)
         all_valid = bool(feats.valid.all())
         if all_valid and _plain_index(batch.obs):
             obs, ids = batch.obs, batch.ids
