@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from archetool.atomic import atomic_path
+from archetool.errors import first_line
 from archetool.models.base import ArchetoolModule
 from archetool.training.distributed import DistInfo, all_reduce_sum
 
@@ -323,7 +324,7 @@ def train(
                 terms, failure = forward(batch), ""
                 finite = bool(torch.isfinite(terms["loss"]))
             except RuntimeError as err:  # e.g. sparsemax meeting NaN activations
-                terms, failure, finite = None, str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__, False
+                terms, failure, finite = None, first_line(err, 160), False
             # under DDP every rank must stop at the same step (the others would wait in backward's all-reduce)
             if _any_rank(not finite, dist_info):
                 raise _nonfinite(module, batch, train_index[idx.cpu()], epoch + 1, steps + 1,

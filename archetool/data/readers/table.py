@@ -46,6 +46,7 @@ class TableSource:
         self.path = path
         self.options = options
         self.is_parquet = path.suffix.lower() in (".parquet", ".pq")
+        self._dialect: tuple[str, bool] | None = None  # (delimiter, decimal comma) of a text table
         head = self._read(nrows=50)
         if head.shape[1] == 0 or (len(head) == 0 and not self.is_parquet):
             raise InputError(f"{path}: no rows or columns found; is the file empty or not a table?")
@@ -55,23 +56,18 @@ class TableSource:
         self.kind = "molecules" if self.smiles_column else "table"
         self.n_rows = self._parquet_rows() if self.is_parquet else None
 
-    def _sep(self) -> str:
-        """The delimiter: ``ReadOptions.sep``, else sniffed (see :func:`sniff_delimiter`)."""
-        if self.options.sep is not None:
-            return self.options.sep
-        if getattr(self, "_sniffed", None) is None:
-            name = self.path.name.lower()
-            default = "\t" if (".tsv" in name or ".txt" in name) else ","
-            self._sniffed = sniff_delimiter(self.path, default)
-        return self._sniffed[0]
-
     def _csv_options(self) -> dict:
-        """pandas.read_csv options: the delimiter, and ``decimal=","`` for European exports ("1,5" in a
-        semicolon- or tab-separated file)."""
-        sep = self._sep()
-        if getattr(self, "_sniffed", None) is None:
-            self._sniffed = (sep, False)
-        decimal_comma = sep != "," and (self._sniffed[1] if self.options.sep is None else _decimal_comma(self.path, sep))
+        """pandas.read_csv options: the delimiter (``ReadOptions.sep``, else sniffed: see
+        :func:`sniff_delimiter`), and ``decimal=","`` for European exports ("1,5" in a semicolon- or
+        tab-separated file). Worked out once per source."""
+        if self._dialect is None:
+            if self.options.sep is not None:
+                sep = self.options.sep
+                self._dialect = (sep, sep != "," and _has_decimal_comma(_head_lines(self.path)[1:50], sep))
+            else:
+                name = self.path.name.lower()
+                self._dialect = sniff_delimiter(self.path, "\t" if (".tsv" in name or ".txt" in name) else ",")
+        sep, decimal_comma = self._dialect
         return {"sep": sep, "decimal": "," if decimal_comma else "."}
 
     def _read(self, **kwargs) -> pd.DataFrame:
@@ -156,12 +152,11 @@ def sniff_delimiter(path: Path, default: str) -> tuple[str, bool]:
         fields = _split(lines[0], sep)
         if len(fields) > best_fields and all(len(_split(line, sep)) == len(fields) for line in lines[1:]):
             best, best_fields = sep, len(fields)
-    return best, best != "," and any(_DECIMAL_COMMA.match(f) for line in lines[1:] for f in _split(line, best))
+    return best, best != "," and _has_decimal_comma(lines[1:], best)
 
 
-def _decimal_comma(path: Path, sep: str) -> bool:
-    """Whether fields of a ``sep``-delimited table read like ``1,5`` (for an explicit ``--sep``)."""
-    lines = _head_lines(path)[1:50]
+def _has_decimal_comma(lines: list[str], sep: str) -> bool:
+    """Whether fields of ``sep``-delimited data lines read like ``1,5``."""
     return any(_DECIMAL_COMMA.match(f) for line in lines for f in _split(line, sep))
 
 
