@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from archetool.data.readers.table import ID_COLUMNS, SMILES_COLUMNS, pick_column
+from archetool.data.readers.table import ID_COLUMNS, SMILES_COLUMNS, batch_from_frame, pick_column
 from archetool.data.source import RawBatch, ReadOptions
 from archetool.errors import InputError, preview
 
@@ -39,7 +39,23 @@ def describe(obj) -> str:
     return type(obj).__name__
 
 
-class AnnDataSource:
+class _SlicedSource:
+    """Reads rows start:stop of an in-memory object with ``_batch(start, stop)``; ``n_rows`` rows in all."""
+
+    n_rows: int
+
+    def _batch(self, start: int, stop: int) -> RawBatch:
+        raise NotImplementedError
+
+    def read(self) -> RawBatch:
+        return self._batch(0, self.n_rows)
+
+    def iter_batches(self, batch_rows: int) -> Iterator[RawBatch]:
+        for start in range(0, self.n_rows, batch_rows):
+            yield self._batch(start, min(self.n_rows, start + batch_rows))
+
+
+class AnnDataSource(_SlicedSource):
     kind = "expression"
 
     def __init__(self, adata, options: ReadOptions):
@@ -77,15 +93,9 @@ class AnnDataSource:
         ids = np.asarray(self.adata.obs_names[start:stop]).astype(str).astype(object)
         return RawBatch(ids=ids, obs=obs, matrix=matrix, feature_names=self.feature_names, row_offset=start)
 
-    def read(self) -> RawBatch:
-        return self._batch(0, self.n_rows)
-
-    def iter_batches(self, batch_rows: int) -> Iterator[RawBatch]:
-        for start in range(0, self.n_rows, batch_rows):
-            yield self._batch(start, min(self.n_rows, start + batch_rows))
 
 
-class FrameSource:
+class FrameSource(_SlicedSource):
     """A DataFrame of numeric features, or of molecules (a SMILES column)."""
 
     def __init__(self, frame: pd.DataFrame, options: ReadOptions, name: str | None = None):
@@ -105,21 +115,11 @@ class FrameSource:
         self._index_ids = not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1)
 
     def _batch(self, start: int, stop: int) -> RawBatch:
-        obs = self.frame.iloc[start:stop].reset_index(drop=True)
-        if self.id_column is not None:
-            ids = obs[self.id_column].astype(str).to_numpy()
-        elif self._index_ids:  # a labelled index (e.g. cell or compound names) names the rows
-            ids = np.asarray(self.frame.index[start:stop]).astype(str).astype(object)
-        else:
-            ids = np.arange(start, stop).astype(str)
-        return RawBatch(ids=ids, obs=obs, row_offset=start)
+        batch = batch_from_frame(self.frame.iloc[start:stop], self.id_column, start)  # ids: id column, else row numbers
+        if self.id_column is None and self._index_ids:  # a labelled index (e.g. cell or compound names) names the rows
+            batch.ids = np.asarray(self.frame.index[start:stop]).astype(str).astype(object)
+        return batch
 
-    def read(self) -> RawBatch:
-        return self._batch(0, self.n_rows)
-
-    def iter_batches(self, batch_rows: int) -> Iterator[RawBatch]:
-        for start in range(0, self.n_rows, batch_rows):
-            yield self._batch(start, min(self.n_rows, start + batch_rows))
 
 
 def open_memory(obj, options: ReadOptions):
