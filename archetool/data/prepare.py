@@ -160,8 +160,10 @@ def _looks_like_counts(x: np.ndarray) -> bool:
 #: a value is a gross outlier, left out of the mean and standard deviation used for scaling (it stays in the
 #: data), when it lies more than OUTLIER_SDS robust standard deviations from its feature's median AND the
 #: feature's values that far out inflate its SD more than SQUEEZE-fold (so they would squeeze all the
-#: others together); beyond WARN_SDS robust SDs a warning names the values left out
-OUTLIER_SDS, SQUEEZE, WARN_SDS = 1e3, 1e2, 1e6
+#: others together) AND they are few: at most GROSS_COUNT values or a GROSS_FRACTION of the column (more
+#: are a part of the data, e.g. a cluster of real values among rounding residues); beyond WARN_SDS
+#: robust SDs a warning names the values left out
+OUTLIER_SDS, SQUEEZE, GROSS_COUNT, GROSS_FRACTION, WARN_SDS = 1e3, 1e2, 3, 1e-3, 1e6
 
 
 def robust_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,15 +193,15 @@ def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, 
     """(mean, std) per column of x (n, p) for standardising it, robust to gross outliers.
 
     Columns ``:n_binary`` get (0, 1). Elsewhere the plain mean and SD of each column, NaN ignored, except
-    in a column with gross outliers: values more than :data:`OUTLIER_SDS` robust SDs
+    that gross outliers are left out of them: values more than :data:`OUTLIER_SDS` robust SDs
     (:func:`robust_spread`, estimated on at most ``sample_rows`` rows: a threshold this wide needs no
-    precision) from the median that also make the SD more than :data:`SQUEEZE` times that of the column's
-    other values. Those are left out of its mean and SD, so one wild value (1e30, a unit error) cannot
-    squeeze all the others of its feature onto one point. Sparse columns (mostly one value, rare values of
-    ordinary size) and heavy tails keep the plain mean and SD, so standardised values stay within about
-    sqrt(n) of 0; without gross outliers (the usual case) the result is the plain one, bit for bit. Gross
-    values beyond :data:`WARN_SDS` robust SDs are reported in one warning line. An SD of ~0 (constant
-    column) or an all-NaN column gives (mean or 0, 1).
+    precision) from the median, few (:data:`GROSS_COUNT`, :data:`GROSS_FRACTION`), that make the SD more
+    than :data:`SQUEEZE` times that of the column's other values. So one wild value (1e30, a unit error)
+    cannot squeeze all the others of its feature onto one point, while sparse columns (mostly one value,
+    rare values of ordinary size) and heavy tails keep the plain mean and SD, and their standardised values
+    stay within sqrt(n) of 0. Without gross outliers (the usual case) the result is the plain one, bit for
+    bit. Gross values beyond :data:`WARN_SDS` robust SDs are reported in one warning line. An SD of ~0
+    (constant column) or an all-NaN column gives (mean or 0, 1).
     """
     n, p = x.shape
     sample = x if n <= sample_rows else x[np.sort(np.random.default_rng(0).choice(n, sample_rows, replace=False))]
@@ -226,13 +228,14 @@ def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, 
         for j in np.flatnonzero(far):  # the few columns with far values, in float64
             column = np.asarray(x[:, j], np.float64)
             sds = np.abs(column - median[j]) / spread[j]
-            kept = np.where(sds > OUTLIER_SDS, np.nan, column)
-            rest = np.nanstd(kept)
-            whole = np.nanstd(column)
-            if not (rest > 0 and whole > SQUEEZE * rest):  # the far values do not dwarf the others (or the
-                if not (np.isfinite(mean[j]) and np.isfinite(std[j])):  # others are all alike): plain SD,
-                    mean[j], std[j] = np.nanmean(column), whole  # in float64 where float32 overflowed
-                continue
+            gross = sds > OUTLIER_SDS
+            kept = np.where(gross, np.nan, column)
+            rest, whole = np.nanstd(kept), np.nanstd(column)
+            few = gross.sum() <= max(GROSS_COUNT, GROSS_FRACTION * np.isfinite(column).sum())
+            if not (few and rest > 0 and whole > SQUEEZE * rest):  # part of the data, or they do not dwarf
+                if not (np.isfinite(mean[j]) and np.isfinite(std[j])):  # the others (or the others are all
+                    mean[j], std[j] = np.nanmean(column), whole  # alike): plain SD, in float64 where float32
+                continue  # overflowed
             mean[j], std[j] = np.nanmean(kept), rest
             for row in np.flatnonzero(np.nan_to_num(sds, nan=0.0) > WARN_SDS):
                 n_far += 1
