@@ -15,11 +15,11 @@ For every seed:
 * logistic regression (i) is also the baseline for the two models' accuracies.
 
 ``--code DIR`` imports archetool from another checkout (e.g. ``git worktree add /tmp/old a6a59ea``) so the
-same script measures older commits; ``--scaling plain`` replaces prepare's scaling by the plain mean/SD
-(to tell the scaling apart from the other changes of a round); ``--patience N`` overrides early stopping
-(e.g. 1000: off).
+same script measures older commits; ``--patience N`` overrides early stopping (e.g. 1000: off).
 
-    OMP_NUM_THREADS=2 python benchmarks/mnist5k_regression.py --seeds 0,1 [--code DIR] [--scaling plain]
+    OMP_NUM_THREADS=2 python benchmarks/mnist5k_regression.py --seeds 0,1 [--code DIR] [--patience 1000]
+
+Results: benchmarks/results/mnist5k_regression.md.
 
 Prints one JSON line per seed and model, then a Markdown table.
 """
@@ -66,22 +66,11 @@ def split(seed: int):
     return train.reset_index(drop=True), test.reset_index(drop=True), features
 
 
-def plain_scaling(x, n_binary, *args, **kwargs):
-    """prepare's scaling as before the robust rule: the plain mean/SD ((0, 1) for the binary block and SD ~0)."""
-    with np.errstate(all="ignore"):
-        mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
-    std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-    mean, std = np.nan_to_num(mean), std
-    mean[:n_binary], std[:n_binary] = 0.0, 1.0
-    return mean, std
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--models", default="nvae,svqvae")
     ap.add_argument("--code", default=None, help="import archetool from this checkout (default: this one)")
-    ap.add_argument("--scaling", choices=["default", "plain"], default="default")
     ap.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: fit's)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -95,13 +84,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     commit = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "archetool"], capture_output=True, text=True).stdout.strip()
-    label = f"{commit}{'+changes' if dirty else ''}" + (" plain scaling" if args.scaling == "plain" else "") + (
-        f" patience {args.patience}" if args.patience is not None else "")
-    if args.scaling == "plain":
-        import archetool.data.prepare as prepare
-
-        assert hasattr(prepare, "robust_standardisation"), "this checkout has no robust scaling: drop --scaling plain"
-        prepare.robust_standardisation = plain_scaling
+    label = f"{commit}{'+changes' if dirty else ''}" + (f" patience {args.patience}" if args.patience is not None else "")
     extra = {} if args.patience is None else {"patience": args.patience}
     rows = []
     tic_all = time.perf_counter()
