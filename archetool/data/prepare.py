@@ -157,32 +157,34 @@ def _looks_like_counts(x: np.ndarray) -> bool:
     return bool(finite.size and finite.min() >= 0 and finite.max() > 1 and np.all(finite == np.round(finite)))
 
 
-#: values further than this many robust standard deviations from their feature's median are left out of
-#: the mean and standard deviation used for scaling (they stay in the data); beyond WARN_SDS a warning names them
-OUTLIER_SDS, WARN_SDS = 1e3, 1e6
+#: a value is a gross outlier, left out of the mean and standard deviation used for scaling (it stays in the
+#: data), when it lies more than OUTLIER_SDS robust standard deviations from its feature's median AND the
+#: feature's values that far out inflate its SD more than SQUEEZE-fold (so they would squeeze all the
+#: others together) AND they are few: at most GROSS_COUNT values or a GROSS_FRACTION of the column (more
+#: are a part of the data, e.g. a cluster of real values among rounding residues); beyond WARN_SDS
+#: robust SDs a warning names the values left out
+OUTLIER_SDS, SQUEEZE, GROSS_COUNT, GROSS_FRACTION, WARN_SDS = 1e3, 1e2, 3, 1e-3, 1e6
 
 
 def robust_spread(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column of x (n, p) float: (median, robust standard deviation), NaN ignored.
 
-    The robust SD is IQR / 1.349; where that is 0 (binary or sparse columns), the mean absolute deviation
-    from the median x 1.2533 with the largest 0.5 % of deviations (at least one) left out; 0 where even
-    that is 0 (a constant column but for a few values). Both equal the SD for normal data.
+    The robust SD is IQR / 1.349 (the SD for normal data). Where that is 0 -- most of the column holds one
+    value, as in sparse pixels, rare genes or binary columns -- it is the median absolute deviation from
+    the median of the values that differ from it, x 1.4826: the rare values themselves set the scale, so
+    they are never "far" merely because most of the column is zero. 0 for a constant column.
     """
     x = np.asarray(x, np.float64)
     with warnings.catch_warnings(), np.errstate(all="ignore"):  # all-NaN columns: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         pct = np.nanpercentile if np.isnan(x).any() else np.percentile
         q25, median, q75 = pct(x, [25, 50, 75], axis=0) if len(x) else np.full((3, x.shape[1]), np.nan)
-    spread = (q75 - q25) / 1.349
-    flat = np.flatnonzero(~(spread > 0) & np.isfinite(median))
-    if len(flat):
-        dev = np.sort(np.abs(x[:, flat] - median[flat]), axis=0)  # NaN sorts last
-        count = (~np.isnan(dev)).sum(0)
-        keep = count - np.maximum(1, np.ceil(0.005 * count)).astype(int)
-        used = np.arange(len(x))[:, None] < keep[None, :]
-        with np.errstate(invalid="ignore"):
-            spread[flat] = np.where(keep > 0, np.where(used, dev, 0.0).sum(0) / np.maximum(keep, 1), 0.0) * 1.2533
+        spread = (q75 - q25) / 1.349
+        flat = np.flatnonzero(~(spread > 0) & np.isfinite(median))
+        if len(flat):
+            dev = np.abs(x[:, flat] - median[flat])
+            dev[~(dev > 0)] = np.nan  # the median's own value (and NaN) carry no spread
+            spread[flat] = np.nanmedian(dev, axis=0) * 1.4826  # all-NaN (constant column): NaN -> 0
     return median, np.nan_to_num(spread, nan=0.0)
 
 
@@ -190,12 +192,16 @@ def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, 
                            block_bytes: int = 64 << 20, sample_rows: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) per column of x (n, p) for standardising it, robust to gross outliers.
 
-    Columns ``:n_binary`` get (0, 1). Elsewhere the mean and SD of each column, NaN ignored, leaving out
-    values more than :data:`OUTLIER_SDS` robust SDs (:func:`robust_spread`, estimated on at most
-    ``sample_rows`` rows: a threshold this wide needs no precision) from the column's median, so one
-    wild value cannot squeeze all the others of its feature onto one point; without such values (the
-    usual case) these are the plain mean and SD. Values beyond :data:`WARN_SDS` robust SDs are reported
-    in one warning line. An SD of ~0 (constant column) or an all-NaN column gives (mean or 0, 1).
+    Columns ``:n_binary`` get (0, 1). Elsewhere the plain mean and SD of each column, NaN ignored, except
+    that gross outliers are left out of them: values more than :data:`OUTLIER_SDS` robust SDs
+    (:func:`robust_spread`, estimated on at most ``sample_rows`` rows: a threshold this wide needs no
+    precision) from the median, few (:data:`GROSS_COUNT`, :data:`GROSS_FRACTION`), that make the SD more
+    than :data:`SQUEEZE` times that of the column's other values. So one wild value (1e30, a unit error)
+    cannot squeeze all the others of its feature onto one point, while sparse columns (mostly one value,
+    rare values of ordinary size) and heavy tails keep the plain mean and SD, and their standardised values
+    stay within sqrt(n) of 0. Without gross outliers (the usual case) the result is the plain one, bit for
+    bit. Gross values beyond :data:`WARN_SDS` robust SDs are reported in one warning line. An SD of ~0
+    (constant column) or an all-NaN column gives (mean or 0, 1).
     """
     n, p = x.shape
     sample = x if n <= sample_rows else x[np.sort(np.random.default_rng(0).choice(n, sample_rows, replace=False))]
@@ -207,34 +213,39 @@ def robust_standardisation(x: np.ndarray, n_binary: int, path, ids: np.ndarray, 
     with np.errstate(over="ignore", invalid="ignore"):
         hi = (median + OUTLIER_SDS * spread).astype(x.dtype)  # NaN compares False: missing values never count
         lo = (median - OUTLIER_SDS * spread).astype(x.dtype)
-    gross = np.zeros(p, bool)
+    far = np.zeros(p, bool)
     rows = max(1, (8 << 20) // max(4 * p, 1))  # row blocks of ~8 MB, compared in reused buffers
     buf = np.empty((min(rows, n), p), bool)
     for start in range(0, n, rows):
         block, out = x[start : start + rows], buf[: min(rows, n - start)]
-        gross |= np.greater(block, hi, out=out).any(0)
-        gross |= np.less(block, lo, out=out).any(0)
-    gross_cols = [int(j) for j in np.flatnonzero(gross)]
-    examples, n_far = [], 0
-    for j in gross_cols:
-        sds = np.abs(np.asarray(x[:, j], np.float64) - median[j]) / spread[j]
-        for row in np.flatnonzero(np.nan_to_num(sds, nan=0.0) > WARN_SDS):
-            n_far += 1
-            if len(examples) < 3:
-                examples.append(f"feature {feature_names[j]!r} at row {str(ids[row])!r}: {float(x[row, j]):.4g} "
-                                f"({sds[row]:.2g} robust SDs from the median {median[j]:.4g})")
-    if n_far:
-        log.warning("%s: %d value%s more than %.0e robust standard deviations from %s feature's median, e.g. %s; "
-                    "the scaling ignores them, but the model sees them: correct or remove them if they are errors",
-                    path, n_far, "s lie" if n_far > 1 else " lies", WARN_SDS, "their" if n_far > 1 else "its", "; ".join(examples))
+        far |= np.greater(block, hi, out=out).any(0)
+        far |= np.less(block, lo, out=out).any(0)
     with np.errstate(all="ignore"), warnings.catch_warnings():  # all-NaN columns: mean 0, std 1
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(p)
         std = np.nanstd(x, axis=0)
-        for j in gross_cols:  # recomputed without the gross outliers, in float64
+        examples, n_far = [], 0
+        for j in np.flatnonzero(far):  # the few columns with far values, in float64
             column = np.asarray(x[:, j], np.float64)
-            kept = np.where(np.abs(column - median[j]) > OUTLIER_SDS * spread[j], np.nan, column)
-            mean[j], std[j] = np.nanmean(kept), np.nanstd(kept)
+            sds = np.abs(column - median[j]) / spread[j]
+            gross = sds > OUTLIER_SDS
+            kept = np.where(gross, np.nan, column)
+            rest, whole = np.nanstd(kept), np.nanstd(column)
+            few = gross.sum() <= max(GROSS_COUNT, GROSS_FRACTION * np.isfinite(column).sum())
+            if not (few and rest > 0 and whole > SQUEEZE * rest):  # part of the data, or they do not dwarf
+                if not (np.isfinite(mean[j]) and np.isfinite(std[j])):  # the others (or the others are all
+                    mean[j], std[j] = np.nanmean(column), whole  # alike): plain SD, in float64 where float32
+                continue  # overflowed
+            mean[j], std[j] = np.nanmean(kept), rest
+            for row in np.flatnonzero(np.nan_to_num(sds, nan=0.0) > WARN_SDS):
+                n_far += 1
+                if len(examples) < 3:
+                    examples.append(f"feature {feature_names[j]!r} at row {str(ids[row])!r}: {float(x[row, j]):.4g} "
+                                    f"({sds[row]:.2g} robust SDs from the median {median[j]:.4g})")
+    if n_far:
+        log.warning("%s: %d value%s more than %.0e robust standard deviations from %s feature's median, e.g. %s; "
+                    "the scaling ignores them, but the model sees them: correct or remove them if they are errors",
+                    path, n_far, "s lie" if n_far > 1 else " lies", WARN_SDS, "their" if n_far > 1 else "its", "; ".join(examples))
     std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
     mean[:n_binary], std[:n_binary] = 0.0, 1.0
     return mean, std
