@@ -190,10 +190,11 @@ def _fit(options: FitOptions, out: Path):
     hparams = model_adapter.hparams(options, prep, data)
     if data.tokens is not None:
         from archetool.data.selfies_tokens import SelfiesVocabulary
+        from archetool.models.sequence_decoder import FIT_DEFAULTS
 
         vocabulary = SelfiesVocabulary.from_state(prep.sequence)
         hparams["sequence_decoder"] = {"vocab_size": vocabulary.size, "max_length": vocabulary.max_length,
-                                       **model_adapter.decoder_defaults, **options.decoder_options}
+                                       **FIT_DEFAULTS, **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups)

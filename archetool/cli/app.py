@@ -461,6 +461,9 @@ def sample(
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy)."),
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="deepaa: targeted design, SIDE=VALUE (repeatable): rows ranked by the distance of the decoded molecule's re-predicted value to the target."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="SMILES file or CSV that 'novel' and the most similar molecule are judged against (default: the training molecules)."),
+    prior: str = typer.Option("posterior", "--prior", help="deepaa: posterior (the training rows' weights, default) or dirichlet."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
@@ -476,7 +479,7 @@ def sample(
             raise ArchetoolError(f"--weights {weights!r}: give comma-separated numbers, e.g. 0.7,0.1,0.1,0.1") from None
     model = ArchetoolModel.load(model_dir)
     table = model.sample(n, label=label, temperature=temperature, archetype=archetype, spread=spread, weights=parsed,
-                         seed=seed, data=data)
+                         seed=seed, data=data, target=target or None, reference=reference, prior=prior)
     _stdout_or_file(table, out)
     if out is not None and "generation" in table.attrs:
         from archetool.atomic import write_text_atomic

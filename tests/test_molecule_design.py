@@ -1,0 +1,180 @@
+"""Conditioned generation (issue 18): the decoder's free latent, greedy decodes at the archetypes, sampling from
+the aggregate posterior, targeted design (--target), re-predicted values and novelty against --reference."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archetool.data.selfies_tokens import EOS, canonical_smiles
+from archetool.models.sequence_decoder import SequenceDecoder
+from conftest import FAST_FIT, MOLECULES, run_cli
+
+SMILES = [s for s, _ in MOLECULES]
+FIT = ("--k", "3", "--n-bits", "128", "--no-descriptors", *FAST_FIT)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("design")
+    path = tmp / "mols.smi"
+    path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
+    out = tmp / "model"
+    result = run_cli("fit", path, "--side", "heat_capacity", "--out", out, *FIT)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _valid(smiles) -> bool:
+    return all(isinstance(s, str) and canonical_smiles(s) == s for s in smiles)
+
+
+def test_free_latent_decoder_trains_generates_and_round_trips():
+    torch.manual_seed(0)
+    dec = SequenceDecoder(vocab_size=12, max_length=7, condition_dim=3, embedding_dim=8, hidden_dim=16, free_dim=4,
+                          source_dim=6, word_dropout=0.2)
+    cond, x = torch.randn(5, 3), torch.randn(5, 6)
+    tokens = torch.tensor([[4, 5, 6, EOS, 0, 0, 0, 0]] * 5)
+    loss = dec.loss(cond, tokens, x)
+    loss.backward()
+    assert torch.isfinite(loss) and dec.posterior[0].weight.grad is not None and dec.prior[0].weight.grad is not None
+    dec.eval()
+    plain = dec.loss(cond, tokens, x)
+    ce_only = torch.nn.functional.cross_entropy(dec.logits(cond, tokens, dec._gaussian(dec.posterior(x))[0]).reshape(-1, 12),
+                                                tokens.reshape(-1), ignore_index=0)
+    assert plain > ce_only  # the KL term is added (>= 0)
+    assert torch.equal(dec.generate(cond, 0.0), dec.generate(cond, 0.0))  # greedy: z at the prior mean
+    out = dec.generate(cond, 1.0)
+    assert ((out == EOS).sum(1) == 1).all()
+    again = SequenceDecoder(**dec.settings())
+    again.load_state_dict(dec.state_dict())
+    with pytest.raises(ValueError, match="needs the source features"):
+        dec.loss(cond, tokens)
+
+
+def test_new_fits_get_the_free_latent_and_the_encoder_is_not_pulled(model_dir):
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(model_dir)
+    dec = model.module.sequence_decoder
+    assert dec.free_dim == 32 and dec.source_dim == model.module.n_features
+    batch = {"x": torch.randn(4, dec.source_dim), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    model.module.train()
+    model.module.loss_terms(batch)["tokens"].backward()
+    assert all(p.grad is None for p in model.module.encoder.parameters())
+
+
+def test_a_greedy_decode_at_every_archetype_is_a_valid_molecule(model_dir, tmp_path):
+    result = run_cli("archetypes", model_dir, "--out", tmp_path / "arch")
+    assert result.exit_code == 0, result.output
+    arch = pd.read_csv(tmp_path / "arch" / "archetypes.csv")
+    assert len(arch) == 3 and _valid(arch["smiles"])
+    # the predicted value at the latent point and the decoded molecule's own, side by side
+    cols = list(arch.columns)
+    assert cols.index("repred_heat_capacity") == cols.index("pred_heat_capacity") + 1
+    assert arch["repred_heat_capacity"].notna().all()
+
+
+def test_posterior_prior_samples_the_training_rows_weights(model_dir):
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(model_dir)
+    weights = model.training_rows[["a0", "a1", "a2"]].to_numpy()
+    table = model.sample(20, seed=3)
+    drawn = table[["a0", "a1", "a2"]].to_numpy()
+    assert all(np.abs(weights - row).max(1).min() < 1e-6 for row in drawn)
+    dirichlet = model.sample(20, seed=3, prior="dirichlet")[["a0", "a1", "a2"]].to_numpy()
+    assert not all(np.abs(weights - row).max(1).min() < 1e-6 for row in dirichlet)
+
+
+def test_target_returns_rows_sorted_by_distance_with_both_values(model_dir, tmp_path):
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(model_dir)
+    goal = round(float(model.training_rows["pred_heat_capacity"].median()), 2)  # reachable by this tiny model
+    out = tmp_path / "t.csv"
+    result = run_cli("sample", model_dir, "--target", f"heat_capacity={goal}", "--n", "12", "--seed", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert {"smiles", "novel", "pred_heat_capacity", "repred_heat_capacity", "distance"} <= set(table.columns)
+    assert len(table) == 12 and _valid(table["smiles"]) and table["sample"].tolist() == list(range(12))
+    assert np.allclose(table["distance"], (table["repred_heat_capacity"] - goal).abs())
+    assert table["distance"].is_monotonic_increasing
+    api = model.sample(12, target={"heat_capacity": goal}, seed=2)
+    assert api["smiles"].tolist() == table["smiles"].tolist()
+    # the latent points chosen predict near the target: closer than the prior's points do
+    prior = model.sample(200, seed=2)
+    assert (api["pred_heat_capacity"] - goal).abs().mean() < (prior["pred_heat_capacity"] - goal).abs().mean()
+
+
+def test_an_unreachable_target_gives_one_line(model_dir):
+    result = run_cli("sample", model_dir, "--target", "heat_capacity=1000", "--n", "5")
+    assert result.exit_code != 0
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in result.output
+    assert re.fullmatch(r"error: --target heat_capacity=1000 is out of reach: the model predicts heat_capacity between "
+                        r"[\d.]+ and [\d.]+ over 8192 points of the simplex and of the training rows; choose a target in "
+                        r"that range", line), line
+
+
+@pytest.mark.parametrize("target, message", [
+    ("logp=3", "error: --target logp: not a side variable of this model (its side variables: heat_capacity)"),
+    ("heat_capacity", "error: --target heat_capacity=: give SIDE=NUMBER, e.g. heat_capacity=3.5"),
+    ("heat_capacity=high", "error: --target heat_capacity=high: give SIDE=NUMBER, e.g. heat_capacity=3.5"),
+])
+def test_bad_targets(model_dir, target, message):
+    result = run_cli("sample", model_dir, "--target", target)
+    assert result.exit_code != 0 and result.stderr.strip() == message
+
+
+def test_target_with_archetype_is_refused(model_dir):
+    result = run_cli("sample", model_dir, "--target", "heat_capacity=21", "--archetype", "a0")
+    assert result.stderr.strip() == "error: --target chooses where to sample by itself; drop --label, --archetype and --weights"
+
+
+def test_novel_against_a_reference_file(model_dir, tmp_path):
+    base = pd.read_csv(_sample(model_dir, tmp_path, "plain.csv"))
+    ref = tmp_path / "ref.smi"
+    ref.write_text("smiles\n" + "\n".join(base["smiles"].tolist()) + "\n")
+    table = pd.read_csv(_sample(model_dir, tmp_path, "ref.csv", "--reference", ref))
+    assert table["smiles"].tolist() == base["smiles"].tolist() and not table["novel"].any()
+    assert table["most_similar_id"].str.startswith("ref.smi:").all() and np.allclose(table["tanimoto"], 1.0)
+    csv = tmp_path / "ref.csv"
+    pd.DataFrame({"name": ["x"], "SMILES": [base["smiles"][0]]}).to_csv(csv, index=False)
+    table = pd.read_csv(_sample(model_dir, tmp_path, "ref2.csv", "--reference", csv))
+    assert table["novel"].tolist() == [s != base["smiles"][0] for s in table["smiles"]]
+
+
+def _sample(model_dir, tmp_path, name, *args):
+    out = tmp_path / name
+    result = run_cli("sample", model_dir, "--n", "6", "--seed", "1", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file; give a SMILES file (.smi) or a CSV with a smiles column"),
+    ("name,value\nx,1\n", "no SMILES column (looked for smiles, SMILES, Smiles, canonical_smiles, CANONICAL_SMILES, "
+                          "isomeric_smiles); name it smiles"),
+    ("smiles\nxyz\nqq\n", "none of its 2 SMILES could be parsed by RDKit"),
+])
+def test_bad_reference(model_dir, tmp_path, content, message):
+    ref = tmp_path / ("ref.csv" if content and "," in content else "ref.smi")
+    if content is not None:
+        ref.write_text(content)
+    result = run_cli("sample", model_dir, "--n", "2", "--reference", ref)
+    assert result.exit_code != 0 and result.stderr.strip() == f"error: --reference {ref}: {message}"
+
+
+def test_target_on_a_class_model_says_why(tmp_path):
+    path = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": SMILES, "has_o": ["O" if "O" in s else "none" for s in SMILES]}).to_csv(path, index=False)
+    out = tmp_path / "svq"
+    assert run_cli("fit", path, "--model", "svqvae", "--label", "has_o", "--out", out, *FIT).exit_code == 0
+    result = run_cli("sample", out, "--target", "logp=2")
+    assert result.stderr.strip() == ("error: --target logp: not a side variable of this model (its side variables: none: "
+                                     "it was fitted without --side)")
