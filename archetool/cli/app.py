@@ -329,6 +329,7 @@ def fit(
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
     settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="Molecules: selfies (generate new molecules; the default for molecule data) | none."),
+    decoder_epochs: Optional[int] = typer.Option(None, "--decoder-epochs", min=0, help="Molecules: epochs of the second stage, the decoder trained on alone (default: as many as --epochs; 0: none)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
     split: str = typer.Option("random", "--split", help="Validation split: random (stratified by --label) | scaffold (molecules: whole Bemis-Murcko scaffolds held out)."),
@@ -356,7 +357,7 @@ def fit(
         device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer, sep=_parse_sep(sep),
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
-        decoder=decoder, split=split, jobs=jobs, descriptor_set=descriptor_set,
+        decoder=decoder, decoder_epochs=decoder_epochs, split=split, jobs=jobs, descriptor_set=descriptor_set,
     )
     if len(ks) > 1:
         if model != "deepaa":

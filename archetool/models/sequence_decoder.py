@@ -166,3 +166,45 @@ class SequenceDecoder(nn.Module):
             if bool(done.all()):
                 break
         return tokens
+
+
+class DecoderStage(nn.Module):
+    """The sequence decoder of a trained model, trained on its own (the model's second training stage).
+
+    The decoder's condition and features are detached in the joint fit, so the decoder is a separate model of
+    the (fixed) latent points; in the joint fit it gets few steps at a learning rate that decays with the main
+    model's, on latent points that still move, and ends under-trained (a language model whose greedy decode is
+    a carbon chain wherever it is asked). This stage trains it on with the main model frozen (eval mode, no
+    gradient, not among this module's parameters), through the same training loop, and its validation loss is
+    the decoder's own, so early stopping and the best epoch are chosen on it. Its ``state_dict`` is the decoder's.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.decoder = module.sequence_decoder
+        object.__setattr__(self, "main", module)  # not a submodule: its parameters are not trained here
+
+    def train(self, mode: bool = True) -> "DecoderStage":
+        self.training = mode
+        self.decoder.train(mode)
+        self.main.eval()
+        return self
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The main model's "tokens" term (it samples the latent point as in its own training) as the loss."""
+        tokens = self.main.loss_terms(batch)["tokens"]
+        return {"tokens": tokens, "loss": tokens}
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        pass
+
+    def annealing_epochs(self, n_epochs: int) -> int:
+        return 0
+
+    @torch.no_grad()
+    def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {}
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.main.embed(x)
