@@ -178,3 +178,32 @@ def test_target_on_a_class_model_says_why(tmp_path):
     result = run_cli("sample", out, "--target", "logp=2")
     assert result.stderr.strip() == ("error: --target logp: not a side variable of this model (its side variables: none: "
                                      "it was fitted without --side)")
+
+
+def test_decoder_stage_trains_the_decoder_alone(model_dir):
+    import json
+
+    from archetool.model import ArchetoolModel
+    from archetool.models.sequence_decoder import DecoderStage
+
+    summary = json.loads((model_dir / "config.json").read_text())["summary"]
+    assert 1 <= summary["decoder_epochs_run"] <= 4 and summary["decoder_val_tokens"] > 0
+    module = ArchetoolModel.load(model_dir).module
+    stage = DecoderStage(module).train()
+    assert {id(p) for p in stage.parameters()} == {id(p) for p in module.sequence_decoder.parameters()}
+    assert stage.decoder.training and not module.encoder.training
+    dec = module.sequence_decoder
+    batch = {"x": torch.randn(4, dec.source_dim), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    terms = stage.loss_terms(batch)
+    terms["loss"].backward()
+    assert terms["loss"] is terms["tokens"] and all(p.grad is None for p in module.encoder.parameters())
+
+
+def test_decoder_epochs_zero_skips_the_stage(tmp_path):
+    import json
+
+    path = tmp_path / "mols.smi"
+    path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
+    result = run_cli("fit", path, "--side", "heat_capacity", "--decoder-epochs", "0", "--out", tmp_path / "m", *FIT)
+    assert result.exit_code == 0, result.output
+    assert "decoder_epochs_run" not in json.loads((tmp_path / "m" / "config.json").read_text())["summary"]

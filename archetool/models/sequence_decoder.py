@@ -186,8 +186,8 @@ class DecoderStage(nn.Module):
 
     def train(self, mode: bool = True) -> "DecoderStage":
         self.training = mode
+        self.main.eval()  # the decoder is one of its submodules: set it after
         self.decoder.train(mode)
-        self.main.eval()
         return self
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
