@@ -56,14 +56,19 @@ def test_free_latent_decoder_trains_generates_and_round_trips():
         dec.loss(cond, tokens)
 
 
-def test_new_fits_get_the_free_latent_and_the_encoder_is_not_pulled(model_dir):
-    from archetool.model import ArchetoolModel
+def test_a_free_latent_fit_generates_and_does_not_pull_the_encoder(model_dir, tmp_path):
+    import archetool
 
-    model = ArchetoolModel.load(model_dir)
+    assert archetool.load(model_dir).module.sequence_decoder.free_dim == 0  # the default: no free latent
+    path = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": SMILES, "heat_capacity": [cv for _, cv in MOLECULES]}).to_csv(path, index=False)
+    model = archetool.fit(str(path), side=["heat_capacity"], k=3, n_bits=128, descriptors=False, epochs=3, batch_size=32,
+                          hidden=[32, 16], progress_bar=False, out=str(tmp_path / "m"), decoder_options={"free_dim": 4})
     dec = model.module.sequence_decoder
-    assert dec.free_dim == 32 and dec.source_dim == model.module.n_features
+    assert dec.free_dim == 4 and dec.source_dim == model.module.n_features
+    assert _valid(model.sample(5, seed=1)["smiles"]) and _valid(model.archetypes()["smiles"])
     batch = {"x": torch.randn(4, dec.source_dim), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
-    model.module.train()
+    model.module.train().zero_grad(set_to_none=True)
     model.module.loss_terms(batch)["tokens"].backward()
     assert all(p.grad is None for p in model.module.encoder.parameters())
 
@@ -192,8 +197,7 @@ def test_decoder_stage_trains_the_decoder_alone(model_dir):
     stage = DecoderStage(module).train()
     assert {id(p) for p in stage.parameters()} == {id(p) for p in module.sequence_decoder.parameters()}
     assert stage.decoder.training and not module.encoder.training
-    dec = module.sequence_decoder
-    batch = {"x": torch.randn(4, dec.source_dim), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    batch = {"x": torch.randn(4, module.n_features), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
     terms = stage.loss_terms(batch)
     terms["loss"].backward()
     assert terms["loss"] is terms["tokens"] and all(p.grad is None for p in module.encoder.parameters())
