@@ -10,27 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from archetool.data.selfies_tokens import EOS, canonical_smiles
+from archetool.data.selfies_tokens import EOS
 from archetool.models.sequence_decoder import SequenceDecoder
-from conftest import FAST_FIT, MOLECULES, run_cli
-
-SMILES = [s for s, _ in MOLECULES]
-FIT = ("--k", "3", "--n-bits", "128", "--no-descriptors", *FAST_FIT)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("design")
-    path = tmp / "mols.smi"
-    path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
-    out = tmp / "model"
-    result = run_cli("fit", path, "--side", "heat_capacity", "--out", out, *FIT)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def _valid(smiles) -> bool:
-    return all(isinstance(s, str) and canonical_smiles(s) == s for s in smiles)
+from conftest import MOLECULES, run_cli
+from test_molecule_generation import FIT, SMILES, _valid, mol_model  # noqa: F401 -- mol_model: a tiny deepaa model with a decoder
 
 
 def test_free_latent_decoder_trains_generates_and_round_trips():
@@ -56,10 +39,10 @@ def test_free_latent_decoder_trains_generates_and_round_trips():
         dec.loss(cond, tokens)
 
 
-def test_a_free_latent_fit_generates_and_does_not_pull_the_encoder(model_dir, tmp_path):
+def test_a_free_latent_fit_generates_and_does_not_pull_the_encoder(mol_model, tmp_path):
     import archetool
 
-    assert archetool.load(model_dir).module.sequence_decoder.free_dim == 0  # the default: no free latent
+    assert archetool.load(mol_model).module.sequence_decoder.free_dim == 0  # the default: no free latent
     path = tmp_path / "mols.csv"
     pd.DataFrame({"smiles": SMILES, "heat_capacity": [cv for _, cv in MOLECULES]}).to_csv(path, index=False)
     model = archetool.fit(str(path), side=["heat_capacity"], k=3, n_bits=128, descriptors=False, epochs=3, batch_size=32,
@@ -73,8 +56,8 @@ def test_a_free_latent_fit_generates_and_does_not_pull_the_encoder(model_dir, tm
     assert all(p.grad is None for p in model.module.encoder.parameters())
 
 
-def test_a_greedy_decode_at_every_archetype_is_a_valid_molecule(model_dir, tmp_path):
-    result = run_cli("archetypes", model_dir, "--out", tmp_path / "arch")
+def test_a_greedy_decode_at_every_archetype_is_a_valid_molecule(mol_model, tmp_path):
+    result = run_cli("archetypes", mol_model, "--out", tmp_path / "arch")
     assert result.exit_code == 0, result.output
     arch = pd.read_csv(tmp_path / "arch" / "archetypes.csv")
     assert len(arch) == 3 and _valid(arch["smiles"])
@@ -84,10 +67,10 @@ def test_a_greedy_decode_at_every_archetype_is_a_valid_molecule(model_dir, tmp_p
     assert arch["repred_heat_capacity"].notna().all()
 
 
-def test_posterior_prior_samples_the_training_rows_weights(model_dir):
+def test_posterior_prior_samples_the_training_rows_weights(mol_model):
     from archetool.model import ArchetoolModel
 
-    model = ArchetoolModel.load(model_dir)
+    model = ArchetoolModel.load(mol_model)
     weights = model.training_rows[["a0", "a1", "a2"]].to_numpy()
     table = model.sample(20, seed=3)
     drawn = table[["a0", "a1", "a2"]].to_numpy()
@@ -96,13 +79,13 @@ def test_posterior_prior_samples_the_training_rows_weights(model_dir):
     assert not all(np.abs(weights - row).max(1).min() < 1e-6 for row in dirichlet)
 
 
-def test_target_returns_rows_sorted_by_distance_with_both_values(model_dir, tmp_path):
+def test_target_returns_rows_sorted_by_distance_with_both_values(mol_model, tmp_path):
     from archetool.model import ArchetoolModel
 
-    model = ArchetoolModel.load(model_dir)
+    model = ArchetoolModel.load(mol_model)
     goal = round(float(model.training_rows["pred_heat_capacity"].median()), 2)  # reachable by this tiny model
     out = tmp_path / "t.csv"
-    result = run_cli("sample", model_dir, "--target", f"heat_capacity={goal}", "--n", "12", "--seed", "2", "--out", out)
+    result = run_cli("sample", mol_model, "--target", f"heat_capacity={goal}", "--n", "12", "--seed", "2", "--out", out)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert {"smiles", "novel", "pred_heat_capacity", "repred_heat_capacity", "distance"} <= set(table.columns)
@@ -116,8 +99,8 @@ def test_target_returns_rows_sorted_by_distance_with_both_values(model_dir, tmp_
     assert (api["pred_heat_capacity"] - goal).abs().mean() < (prior["pred_heat_capacity"] - goal).abs().mean()
 
 
-def test_an_unreachable_target_gives_one_line(model_dir):
-    result = run_cli("sample", model_dir, "--target", "heat_capacity=1000", "--n", "5")
+def test_an_unreachable_target_gives_one_line(mol_model):
+    result = run_cli("sample", mol_model, "--target", "heat_capacity=1000", "--n", "5")
     assert result.exit_code != 0
     line = result.stderr.strip()
     assert "\n" not in line and "Traceback" not in result.output
@@ -131,32 +114,32 @@ def test_an_unreachable_target_gives_one_line(model_dir):
     ("heat_capacity", "error: --target heat_capacity=: give SIDE=NUMBER, e.g. heat_capacity=3.5"),
     ("heat_capacity=high", "error: --target heat_capacity=high: give SIDE=NUMBER, e.g. heat_capacity=3.5"),
 ])
-def test_bad_targets(model_dir, target, message):
-    result = run_cli("sample", model_dir, "--target", target)
+def test_bad_targets(mol_model, target, message):
+    result = run_cli("sample", mol_model, "--target", target)
     assert result.exit_code != 0 and result.stderr.strip() == message
 
 
-def test_target_with_archetype_is_refused(model_dir):
-    result = run_cli("sample", model_dir, "--target", "heat_capacity=21", "--archetype", "a0")
+def test_target_with_archetype_is_refused(mol_model):
+    result = run_cli("sample", mol_model, "--target", "heat_capacity=21", "--archetype", "a0")
     assert result.stderr.strip() == "error: --target chooses where to sample by itself; drop --label, --archetype and --weights"
 
 
-def test_novel_against_a_reference_file(model_dir, tmp_path):
-    base = pd.read_csv(_sample(model_dir, tmp_path, "plain.csv"))
+def test_novel_against_a_reference_file(mol_model, tmp_path):
+    base = pd.read_csv(_sample(mol_model, tmp_path, "plain.csv"))
     ref = tmp_path / "ref.smi"
     ref.write_text("smiles\n" + "\n".join(base["smiles"].tolist()) + "\n")
-    table = pd.read_csv(_sample(model_dir, tmp_path, "ref.csv", "--reference", ref))
+    table = pd.read_csv(_sample(mol_model, tmp_path, "ref.csv", "--reference", ref))
     assert table["smiles"].tolist() == base["smiles"].tolist() and not table["novel"].any()
     assert table["most_similar_id"].str.startswith("ref.smi:").all() and np.allclose(table["tanimoto"], 1.0)
     csv = tmp_path / "ref.csv"
     pd.DataFrame({"name": ["x"], "SMILES": [base["smiles"][0]]}).to_csv(csv, index=False)
-    table = pd.read_csv(_sample(model_dir, tmp_path, "ref2.csv", "--reference", csv))
+    table = pd.read_csv(_sample(mol_model, tmp_path, "ref2.csv", "--reference", csv))
     assert table["novel"].tolist() == [s != base["smiles"][0] for s in table["smiles"]]
 
 
-def _sample(model_dir, tmp_path, name, *args):
+def _sample(mol_model, tmp_path, name, *args):
     out = tmp_path / name
-    result = run_cli("sample", model_dir, "--n", "6", "--seed", "1", "--out", out, *args)
+    result = run_cli("sample", mol_model, "--n", "6", "--seed", "1", "--out", out, *args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -167,11 +150,11 @@ def _sample(model_dir, tmp_path, name, *args):
                           "isomeric_smiles); name it smiles"),
     ("smiles\nxyz\nqq\n", "none of its 2 SMILES could be parsed by RDKit"),
 ])
-def test_bad_reference(model_dir, tmp_path, content, message):
+def test_bad_reference(mol_model, tmp_path, content, message):
     ref = tmp_path / ("ref.csv" if content and "," in content else "ref.smi")
     if content is not None:
         ref.write_text(content)
-    result = run_cli("sample", model_dir, "--n", "2", "--reference", ref)
+    result = run_cli("sample", mol_model, "--n", "2", "--reference", ref)
     assert result.exit_code != 0 and result.stderr.strip() == f"error: --reference {ref}: {message}"
 
 
@@ -185,15 +168,15 @@ def test_target_on_a_class_model_says_why(tmp_path):
                                      "it was fitted without --side)")
 
 
-def test_decoder_stage_trains_the_decoder_alone(model_dir):
+def test_decoder_stage_trains_the_decoder_alone(mol_model):
     import json
 
     from archetool.model import ArchetoolModel
     from archetool.models.sequence_decoder import DecoderStage
 
-    summary = json.loads((model_dir / "config.json").read_text())["summary"]
+    summary = json.loads((mol_model / "config.json").read_text())["summary"]
     assert 1 <= summary["decoder_epochs_run"] <= 4 and summary["decoder_val_tokens"] > 0
-    module = ArchetoolModel.load(model_dir).module
+    module = ArchetoolModel.load(mol_model).module
     stage = DecoderStage(module).train()
     assert {id(p) for p in stage.parameters()} == {id(p) for p in module.sequence_decoder.parameters()}
     assert stage.decoder.training and not module.encoder.training
