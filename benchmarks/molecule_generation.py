@@ -360,10 +360,11 @@ def main_druglike(args) -> None:
     data.to_csv(table, index=False)
     print(f"models in {work}", file=sys.stderr)
     lo95 = np.nanpercentile(data["heavy_atoms"], [5, 95])
+    described = (f"{len(data)} random MOSES training molecules (seed {args.seed})" if args.dataset == "moses" else
+                 f"the first {len(data)} molecules of RDKit's NCI first_5K.smi with at most 20 heavy atoms")
     lines = [f"# Molecule generation on {args.dataset.upper()} (issue 18)\n",
              f"Machine: {machine()}; load before: {load_average()} (machine shared with other jobs). "
-             f"Data: {len(data)} random {args.dataset.upper()} training molecules (seed {args.seed}), side = RDKit "
-             f"Crippen logP. Command: `nice -n 10 python benchmarks/molecule_generation.py {' '.join(sys.argv[1:])}`\n"]
+             f"Data: {described}, side = RDKit Crippen logP. Command: `nice -n 10 python benchmarks/molecule_generation.py {' '.join(sys.argv[1:])}`\n"]
     t0 = time.perf_counter()
     model = fit(table, work / "deepaa", side=["logp"], k=4, seed=0, epochs=args.epochs, jobs=1, decoder_epochs=args.decoder_epochs)
     fit_s = time.perf_counter() - t0
