@@ -367,8 +367,8 @@ class ArchetoolModel:
         the training rows' mixture weights, where the decoder was trained) or "dirichlet".
 
         ``target`` ({"logp": 3.5}, or ["logp=3.5"]): targeted design (deepaa): points whose predicted side
-        values are nearest the target, decoded, re-predicted, ranked by ``distance`` of the re-prediction to the
-        target; columns ``pred_<side>`` (predicted at the latent point) and ``repred_<side>`` (the decoded
+        values are nearest the target, 4·n decoded, re-predicted, and the n nearest returned, ranked by ``distance``
+        of the re-prediction to the target; columns ``pred_<side>`` (predicted at the latent point) and ``repred_<side>`` (the decoded
         molecule embedded again). ``reference``: a SMILES file or CSV that ``novel`` and the most similar
         molecule are judged against (default: the training molecules).
         """

@@ -216,14 +216,15 @@ class DeepAAAnalysis(ModelAnalysis):
         return self.points_table(model, front, latent, rows, n_nearest=3, molecules=molecules, temperature=temperature)
 
     def target_sample(self, model, n: int, target: dict[str, float], temperature: float = 1.0,
-                      rows: pd.DataFrame | None = None, pool: int = 8192) -> pd.DataFrame:
+                      rows: pd.DataFrame | None = None, pool: int = 8192, candidates: int = 4) -> pd.DataFrame:
         """Targeted design (DESIGN §5): n points of the simplex whose predicted side values are nearest
         ``target`` ({side: value}), decoded, each decoded molecule (else decoded feature row) embedded again, and
         the rows ranked by the distance of that re-prediction to the target.
 
         Candidates: max(pool, 16·n) weights, half the ``rows``' own (the aggregate posterior) and half
         Dir(1), each point plus temperature·prior_scale·N(0, I) noise; the max(n, 64) nearest by predicted
-        value are kept and n drawn from them (with replacement; the molecules still differ, as the decoder samples). A target outside the values predicted over the
+        value are kept and ``candidates``·n drawn from them (with replacement; the molecules still differ, as the decoder
+        samples), decoded and re-predicted; the n whose re-prediction is nearest the target are returned. A target outside the values predicted over the
         candidates is one error line naming that range. Columns: sample (rank), [smiles, novel, most similar
         training molecule], pred_<side> (at the latent point), repred_<side> (of the decoded molecule),
         distance (see :func:`generation.target_distance`), a0.."""
@@ -242,7 +243,7 @@ class DeepAAAnalysis(ModelAnalysis):
         pred = self.decode_table(model, latent)[[f"pred_{s}" for s in model.prep.side_names]].to_numpy()
         generation.check_reachable(model, pred, target, f"{m} points of the simplex and of the training rows")
         near = np.argsort(generation.target_distance(model, pred, target), kind="stable")[: max(n, 64)]
-        pick = near[torch.randint(len(near), (n,)).numpy()]
+        pick = near[torch.randint(len(near), (max(1, int(candidates)) * n,)).numpy()]
         a, latent, pred = a[pick], latent[pick], pred[pick]
         parts, ref = [], None
         if generation.has_decoder(model):
@@ -266,8 +267,9 @@ class DeepAAAnalysis(ModelAnalysis):
             with torch.no_grad():
                 x = module.decode(torch.from_numpy(latent).to(model.device)).cpu().numpy()
             table = pd.concat([table, model.decode_features(x)], axis=1)
-        table = table.sort_values("distance", kind="stable", na_position="last").reset_index(drop=True)
+        table = table.sort_values("distance", kind="stable", na_position="last").head(n).reset_index(drop=True)
         table.insert(0, "sample", np.arange(len(table)))
+        smiles = table["smiles"].tolist() if smiles is not None else None
         if smiles is not None:
             table.attrs["generation"] = generation.generation_metrics(smiles, ref)
             log.info("targeted design: distance of the re-predicted values to the target: best %.3g, median %.3g",

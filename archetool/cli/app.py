@@ -462,7 +462,7 @@ def sample(
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy)."),
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
-    target: Optional[list[str]] = typer.Option(None, "--target", metavar="SIDE=VALUE", help="deepaa: targeted design, SIDE=VALUE (repeatable): rows ranked by the distance of the decoded molecule's re-predicted value to the target."),
+    target: Optional[list[str]] = typer.Option(None, "--target", metavar="SIDE=VALUE", help="deepaa: targeted design, SIDE=VALUE (repeatable): of 4 x N molecules decoded near the target, the N whose re-predicted value is nearest, ranked by that distance."),
     reference: Optional[Path] = typer.Option(None, "--reference", metavar="FILE", help="SMILES file or CSV that 'novel' and the most similar molecule are judged against (default: the training molecules)."),
     prior: str = typer.Option("posterior", "--prior", metavar="posterior|dirichlet", help="deepaa: posterior (the training rows' weights, default) or dirichlet."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
