@@ -55,7 +55,9 @@ class FitOptions:
     in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
     decoder: "selfies" (a SELFIES sequence decoder that generates molecules), "none", or None = "selfies"
-    for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight).
+    for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight,
+    free_dim, free_beta, word_dropout). decoder_epochs (None: as many as epochs; 0: none) and decoder_lr: the
+    second stage, in which the decoder trains on alone with the main model frozen.
     split: "random" (stratified by label when there is one) or "scaffold" (molecules: whole Bemis-Murcko
     scaffolds go to validation). jobs: featurisation worker processes (None: the cores).
     descriptor_set: RDKit descriptors with the fingerprints, "fast" or "full" (see featurizers).
@@ -97,6 +99,8 @@ class FitOptions:
     feature_names: list[str] | None = None
     decoder: str | None = None
     decoder_options: dict = field(default_factory=dict)
+    decoder_epochs: int | None = None
+    decoder_lr: float = 2e-3
     split: str = "random"
     jobs: int | None = None
     descriptor_set: str = "fast"
@@ -190,13 +194,15 @@ def _fit(options: FitOptions, out: Path):
     hparams = model_adapter.hparams(options, prep, data)
     if data.tokens is not None:
         from archetool.data.selfies_tokens import SelfiesVocabulary
+        from archetool.models.sequence_decoder import FIT_DEFAULTS
 
         vocabulary = SelfiesVocabulary.from_state(prep.sequence)
         hparams["sequence_decoder"] = {"vocab_size": vocabulary.size, "max_length": vocabulary.max_length,
-                                       **model_adapter.decoder_defaults, **options.decoder_options}
+                                       **FIT_DEFAULTS, **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups)
+    decoder_result = _train_decoder(options, module, data, config, device, dist_info, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
     split[result.val_index] = "val"
@@ -213,6 +219,9 @@ def _fit(options: FitOptions, out: Path):
     summary = {"rows": int(len(data.ids)), "train_rows": int(len(result.train_index)), "val_rows": int(len(result.val_index)),
                "rejected_smiles": int(len(data.rejects)), "epochs_run": len(result.history), "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early, "split": options.split, "seconds": round(time.perf_counter() - tic, 2)}
+    if decoder_result is not None:
+        summary.update({"decoder_epochs_run": len(decoder_result.history), "decoder_best_epoch": decoder_result.best_epoch,
+                        "decoder_val_tokens": round(float(decoder_result.best_val), 4)})
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
     summary.update(model_adapter.summary(model, data, result.val_index))
@@ -254,6 +263,34 @@ def split_groups(options: FitOptions, data) -> np.ndarray | None:
     groups, scaffolds = scaffold_groups(data.smiles)
     log.info("scaffold split: %d molecules in %d Bemis-Murcko scaffolds", len(groups), len(scaffolds))
     return groups
+
+
+def _train_decoder(options: FitOptions, module, data, config, device, dist_info, groups=None):
+    """Stage 2 of a fit with a sequence decoder: the decoder trained on alone, the main model frozen
+    (:class:`~archetool.models.sequence_decoder.DecoderStage`), by the same loop on the same split, for
+    ``options.decoder_epochs`` (None: as many as ``epochs``) at ``options.decoder_lr``, the learning rate decaying to a
+    tenth; early stopping and the kept epoch go by the decoder's validation loss. Returns its TrainResult, or None."""
+    from dataclasses import replace
+
+    if module.sequence_decoder is None or data.tokens is None:
+        return None
+    epochs = options.epochs if options.decoder_epochs is None else int(options.decoder_epochs)
+    if epochs <= 0:
+        return None
+    from archetool.models.sequence_decoder import DecoderStage
+    from archetool.training.loop import train
+
+    arrays = {"x": data.x, "tokens": data.tokens}
+    if "side" in module.needs and data.side is not None:
+        arrays["side"] = data.side
+    if "label" in module.needs:
+        arrays["label"] = data.label
+    stage_config = replace(config, epochs=epochs, lr=options.decoder_lr, final_lr_fraction=0.1, patience=max(5, config.patience // 3))
+    tic = time.perf_counter()
+    result = train(DecoderStage(module), arrays, stage_config, device, dist_info, groups=groups)
+    log.info("decoder stage: %d epochs in %.1fs, best validation token loss %.4g at epoch %d", len(result.history),
+             time.perf_counter() - tic, result.best_val, result.best_epoch)
+    return result
 
 
 def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist_info, out: Path, groups=None):

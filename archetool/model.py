@@ -43,6 +43,8 @@ class ArchetoolModel:
         self.config = config
         self.history = history or []
         self.training_rows = training_rows
+        #: a generation.Reference that sample() judges novelty against while it runs (None: the training molecules)
+        self.reference_set = None
         self.directory = directory
 
     @property
@@ -352,7 +354,8 @@ class ArchetoolModel:
 
     def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, archetype: str | None = None,
                spread: float = 0.2, weights: list[float] | None = None, seed: int = 0,
-               data: str | Path | None = None) -> pd.DataFrame:
+               data: str | Path | None = None, target: dict | list[str] | None = None,
+               reference: str | Path | None = None, prior: str = "posterior") -> pd.DataFrame:
         """Draw ``n`` points from the model's prior and decode them (what ``archetool sample`` writes).
 
         Molecule models with a sequence decoder generate one new molecule per row (``smiles``, ``novel``, the
@@ -360,7 +363,14 @@ class ArchetoolModel:
         and internal diversity are in ``table.attrs["generation"]`` and logged. deepaa: ``archetype`` ("aI",
         near that vertex, ``spread`` in [0, 1]) or ``weights`` (a point of the simplex); nvae/svqvae: ``label``.
         ``temperature`` scales the latent noise and the token sampling. ``data``: real rows for the nearest
-        neighbours (default: the training rows). Seeded by ``seed``.
+        neighbours (default: the training rows). Seeded by ``seed``. deepaa ``prior``: "posterior" (default:
+        the training rows' mixture weights, where the decoder was trained) or "dirichlet".
+
+        ``target`` ({"logp": 3.5}, or ["logp=3.5"]): targeted design (deepaa): points whose predicted side
+        values are nearest the target, 4·n decoded, re-predicted, and the n nearest returned, ranked by ``distance``
+        of the re-prediction to the target; columns ``pred_<side>`` (predicted at the latent point) and ``repred_<side>`` (the decoded
+        molecule embedded again). ``reference``: a SMILES file or CSV that ``novel`` and the most similar
+        molecule are judged against (default: the training molecules).
         """
         import torch
 
@@ -376,9 +386,23 @@ class ArchetoolModel:
             extra = {"archetype": archetype, "spread": spread, "weights": weights}
         if not np.isfinite(temperature) or temperature < 0:
             raise ArchetoolError(f"--temperature {temperature}: must be a finite number >= 0")
+        if self.kind == "deepaa" and target is None:
+            extra["prior"] = prior
+        if target is not None:
+            if label is not None or extra:
+                raise ArchetoolError("--target chooses where to sample by itself; drop --label, --archetype and --weights")
+            target = generation.parse_targets(self, target)
+        ref = generation.Reference.read(reference) if reference is not None else None
         rows = self.analysis_rows(data)
         torch.manual_seed(seed)
-        table = adapter(self.kind).sample(self, n, label, temperature, rows, **extra)
+        self.reference_set = ref
+        try:
+            if target is not None:
+                table = adapter(self.kind).target_sample(self, n, target, temperature, rows)
+            else:
+                table = adapter(self.kind).sample(self, n, label, temperature, rows, **extra)
+        finally:
+            self.reference_set = None
         if "generation" in table.attrs:
             log.info(generation.metrics_line(table.attrs["generation"]))
         elif generation.is_molecule_model(self):

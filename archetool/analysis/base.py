@@ -135,6 +135,11 @@ class ModelAnalysis:
     def check_options(self, options) -> None:
         pass
 
+    def target_sample(self, model, n: int, target: dict, temperature: float = 1.0, rows=None) -> pd.DataFrame:
+        """Targeted design needs a side head; class-conditioned models have none (deepaa overrides this)."""
+        raise ArchetoolError(f"--target needs a model fitted with --side (deepaa); {model.directory or 'this model'} is "
+                             f"{model.kind}, which predicts classes: choose a class with --label instead")
+
     def summary(self, model, data, val_index) -> dict:
         return {}
 
@@ -173,11 +178,12 @@ class ModelAnalysis:
         ``novel``) or "full" (also the most similar training molecule and its Tanimoto similarity; the set's
         metrics go to ``table.attrs["generation"]``), decoded at ``temperature`` (0: greedy); then, when
         ``rows`` hold molecules, the ``n_nearest`` nearest real ones in latent space (:func:`nearest_rows`);
-        then ``decode_table(model, latent, **decode)``."""
+        then ``decode_table(model, latent, **decode)`` (``pred_<side>``: predicted at the latent point), with
+        ``repred_<side>`` (the generated molecule embedded again and predicted) after the predictions."""
         from archetool.analysis import generation
 
         parts = [front]
-        metrics = None
+        metrics, smiles = None, None
         if molecules is not None and generation.has_decoder(model):
             smiles = generation.generate_smiles(model, latent, decode.get("labels"), temperature)
             reference = generation.Reference.of(model, rows)
@@ -188,7 +194,11 @@ class ModelAnalysis:
                 metrics = generation.generation_metrics(smiles, reference)
         if rows is not None and "smiles" in rows.columns:
             parts.append(nearest_rows(model, rows, latent, n=n_nearest))
-        parts.append(self.decode_table(model, latent, **decode))
+        decoded = self.decode_table(model, latent, **decode)
+        if smiles is not None and model.prep.side_names:  # beside each pred_<side>: the decoded molecule's own
+            at = max(decoded.columns.get_loc(f"pred_{s}") for s in model.prep.side_names) + 1
+            decoded = pd.concat([decoded.iloc[:, :at], generation.repredict(model, smiles), decoded.iloc[:, at:]], axis=1)
+        parts.append(decoded)
         table = pd.concat(parts, axis=1)
         if metrics is not None:
             table.attrs["generation"] = metrics

@@ -174,10 +174,14 @@ class DeepAAAnalysis(ModelAnalysis):
     # --- samples and interpolation --------------------------------------------------------------
     def sample(self, model, n: int, label: str | None = None, temperature: float = 1.0, rows: pd.DataFrame | None = None,
                molecules: str | None = "full", archetype: str | None = None, spread: float = 0.2,
-               weights: list[float] | None = None) -> pd.DataFrame:
-        """n latent points: from the Dirichlet prior; near one ``archetype`` (weights (1 - spread)·e_I + spread·u,
+               weights: list[float] | None = None, prior: str = "posterior") -> pd.DataFrame:
+        """n latent points: from the prior; near one ``archetype`` (weights (1 - spread)·e_I + spread·u,
         u ~ Dir(1)); or at the simplex point ``weights``; each plus temperature·prior_scale·N(0, I). With a
-        sequence decoder the molecules are sampled at ``temperature`` too (0: greedy, no noise)."""
+        sequence decoder the molecules are sampled at ``temperature`` too (0: greedy, no noise).
+
+        ``prior``: "posterior" (default) draws the weights of random ``rows`` (the training rows: the aggregate
+        posterior, where the decoders were trained; most rows lie on a face of the simplex, with a zero weight);
+        "dirichlet" draws them from Dir(alpha·1), which puts weight on every archetype. Without rows: Dirichlet."""
         if label is not None:
             raise ArchetoolError("--label applies to class-conditioned models (nvae, svqvae); deepaa samples from the "
                                  "Dirichlet prior, near an archetype (--archetype aI) or at a point (--weights w0,w1,...)")
@@ -198,6 +202,11 @@ class DeepAAAnalysis(ModelAnalysis):
             a = np.tile(check_weights(weights, k), (n, 1))
         else:
             a = None
+        if prior not in ("posterior", "dirichlet"):
+            raise ArchetoolError(f"--prior {prior}: choose posterior (the training rows' weights) or dirichlet")
+        names_present = rows is not None and all(c in rows.columns for c in names)
+        if a is None and prior == "posterior" and names_present:
+            a = rows[names].to_numpy(np.float64)[torch.randint(len(rows), (n,)).numpy()]
         if a is None:
             a, latent = (v.cpu().numpy() for v in module.sample_latent(n, temperature))
         else:
@@ -205,6 +214,67 @@ class DeepAAAnalysis(ModelAnalysis):
             latent = (a @ self.codes(model) + noise).astype(np.float32)
         front = pd.DataFrame({"sample": np.arange(n)} | {f"a{j}": a[:, j] for j in range(k)})
         return self.points_table(model, front, latent, rows, n_nearest=3, molecules=molecules, temperature=temperature)
+
+    def target_sample(self, model, n: int, target: dict[str, float], temperature: float = 1.0,
+                      rows: pd.DataFrame | None = None, pool: int = 8192, candidates: int = 4) -> pd.DataFrame:
+        """Targeted design (DESIGN §5): n points of the simplex whose predicted side values are nearest
+        ``target`` ({side: value}), decoded, each decoded molecule (else decoded feature row) embedded again, and
+        the rows ranked by the distance of that re-prediction to the target.
+
+        Candidates: max(pool, 16·n) weights, half the ``rows``' own (the aggregate posterior) and half
+        Dir(1), each point plus temperature·prior_scale·N(0, I) noise; the max(n, 64) nearest by predicted
+        value are kept and ``candidates``·n drawn from them (with replacement; the molecules still differ, as the decoder
+        samples), decoded and re-predicted; the n whose re-prediction is nearest the target are returned. A target outside the values predicted over the
+        candidates is one error line naming that range. Columns: sample (rank), [smiles, novel, most similar
+        training molecule], pred_<side> (at the latent point), repred_<side> (of the decoded molecule),
+        distance (see :func:`generation.target_distance`), a0.."""
+        from archetool.analysis import generation
+
+        module = model.module
+        k = module.n_archetypes
+        names = archetype_names(k)
+        m = max(int(pool), 16 * n)
+        a = torch.distributions.Dirichlet(torch.ones(k)).sample((m,)).numpy().astype(np.float64)
+        if rows is not None and all(c in rows.columns for c in names):
+            half = m // 2
+            a[:half] = rows[names].to_numpy(np.float64)[torch.randint(len(rows), (half,)).numpy()]
+        noise = float(temperature) * module.prior_scale * torch.randn(m, module.latent_dim).numpy()
+        latent = (a @ self.codes(model) + noise).astype(np.float32)
+        pred = self.decode_table(model, latent)[[f"pred_{s}" for s in model.prep.side_names]].to_numpy()
+        generation.check_reachable(model, pred, target, f"{m} points of the simplex and of the training rows")
+        near = np.argsort(generation.target_distance(model, pred, target), kind="stable")[: max(n, 64)]
+        pick = near[torch.randint(len(near), (max(1, int(candidates)) * n,)).numpy()]
+        a, latent, pred = a[pick], latent[pick], pred[pick]
+        parts, ref = [], None
+        if generation.has_decoder(model):
+            smiles = generation.generate_smiles(model, latent, temperature=temperature)
+            ref = generation.Reference.of(model, rows)
+            parts.append(generation.molecule_columns(smiles, ref, full=True))
+            repred = generation.repredict(model, smiles).to_numpy()
+        else:
+            with torch.no_grad():
+                t = torch.from_numpy(latent).to(model.device)
+                side = module.embed(module.decode(t))["side"].cpu().numpy()
+            repred = model.prep.unscale_side(side)
+            smiles = None
+        sides = model.prep.side_names
+        values = pd.DataFrame({f"pred_{s}": pred[:, j] for j, s in enumerate(sides)}
+                              | {f"repred_{s}": repred[:, j] for j, s in enumerate(sides)})
+        values["distance"] = generation.target_distance(model, repred, target)
+        weights = pd.DataFrame({f"a{j}": a[:, j] for j in range(k)})
+        table = pd.concat(parts + [values, weights], axis=1)
+        if smiles is None:
+            with torch.no_grad():
+                x = module.decode(torch.from_numpy(latent).to(model.device)).cpu().numpy()
+            table = pd.concat([table, model.decode_features(x)], axis=1)
+        table = table.sort_values("distance", kind="stable", na_position="last").head(n).reset_index(drop=True)
+        table.insert(0, "sample", np.arange(len(table)))
+        smiles = table["smiles"].tolist() if smiles is not None else None
+        if smiles is not None:
+            table.attrs["generation"] = generation.generation_metrics(smiles, ref)
+            log.info("targeted design: distance of the re-predicted values to the target: best %.3g, median %.3g",
+                     table["distance"].min(), table["distance"].median())
+        return table
 
     def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)

@@ -59,6 +59,76 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     return out
 
 
+def repredict(model, smiles: list[str | None]) -> pd.DataFrame:
+    """Each decoded molecule embedded again and its side values predicted: columns ``repred_<side>`` (m rows; NaN
+    where no molecule was decoded or the featuriser rejects it). Empty columns for a model without side values."""
+    names = model.prep.side_names
+    out = pd.DataFrame({f"repred_{n}": np.full(len(smiles), np.nan) for n in names})
+    keep = [i for i, s in enumerate(smiles) if isinstance(s, str) and s]
+    if not names or not keep:
+        return out
+    reference, model.prep.reference = getattr(model.prep, "reference", None), None  # no distribution-shift warning:
+    try:  # new molecules may well lie off the training data, and the re-prediction says what the model makes of them
+        table = model.embed(pd.DataFrame({"id": [str(i) for i in keep], "smiles": [smiles[i] for i in keep]}))
+    finally:
+        model.prep.reference = reference
+    where = table[table.columns[0]].astype(int).to_numpy()
+    for n in names:
+        out.loc[where, f"repred_{n}"] = table[f"pred_{n}"].to_numpy()
+    return out
+
+
+def parse_targets(model, target) -> dict[str, float]:
+    """``--target SIDE=VALUE`` strings (or a dict) -> {side: value}, checked against the model's side columns."""
+    from archetool.errors import ArchetoolError
+
+    items = target.items() if isinstance(target, dict) else [t.split("=", 1) if "=" in t else (t, None) for t in target]
+    names = model.prep.side_names
+    out = {}
+    for key, value in items:
+        key = str(key).strip()
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ArchetoolError(f"--target {key}={value if value is not None else ''}: give SIDE=NUMBER, e.g. "
+                                 f"{names[0] if names else 'logp'}=3.5") from None
+        if not np.isfinite(number):
+            raise ArchetoolError(f"--target {key}={value}: the value must be a finite number")
+        if key not in names:
+            have = ", ".join(names) if names else "none: it was fitted without --side"
+            raise ArchetoolError(f"--target {key}: not a side variable of this model (its side variables: {have})")
+        out[key] = number
+    if not out:
+        raise ArchetoolError("--target: give at least one SIDE=VALUE")
+    return out
+
+
+def target_distance(model, values: np.ndarray, target: dict[str, float]) -> np.ndarray:
+    """Distance of predicted side values (m, s) in original units (columns: model.prep.side_names) to the target:
+    |value - target| in the side's units for one target; for several, the Euclidean distance in standard
+    deviations of the training values. NaN rows stay NaN."""
+    names = model.prep.side_names
+    cols = [names.index(k) for k in target]
+    goal = np.asarray(list(target.values()))
+    diff = values[:, cols] - goal
+    if len(cols) == 1:
+        return np.abs(diff[:, 0])
+    return np.sqrt(((diff / np.asarray(model.prep.side_std)[cols]) ** 2).sum(1))
+
+
+def check_reachable(model, pred: np.ndarray, target: dict[str, float], where: str) -> None:
+    """One clear line when a target lies outside the range of side values the model predicts over ``pred`` (m, s)."""
+    from archetool.errors import ArchetoolError
+
+    names = model.prep.side_names
+    for key, value in target.items():
+        col = pred[:, names.index(key)]
+        lo, hi = float(np.nanmin(col)), float(np.nanmax(col))
+        if not lo <= value <= hi:
+            raise ArchetoolError(f"--target {key}={value:g} is out of reach: the model predicts {key} between {lo:.4g} "
+                                 f"and {hi:.4g} over {where}; choose a target in that range")
+
+
 def _fingerprints(smiles: list[str | None]) -> list:
     from rdkit import Chem, RDLogger
     from rdkit.Chem import rdFingerprintGenerator
@@ -73,7 +143,12 @@ def _fingerprints(smiles: list[str | None]) -> list:
 
 
 class Reference:
-    """The training molecules generated ones are compared with: ids (n,), canonical SMILES (n), fingerprints."""
+    """The molecules generated ones are compared with: ids (n,), canonical SMILES (n), fingerprints.
+
+    By default the model's training molecules (the rows ``fit`` kept: without the rows it rejected, with its
+    validation rows); ``--reference FILE`` (:meth:`read`) names a larger set, e.g. a whole database, so that
+    ``novel`` means new to that set.
+    """
 
     def __init__(self, ids: np.ndarray, smiles: list[str]):
         from archetool.data.selfies_tokens import canonical_smiles
@@ -87,7 +162,10 @@ class Reference:
 
     @classmethod
     def of(cls, model, rows: pd.DataFrame | None) -> "Reference | None":
-        """The model's training molecules (else ``rows``'), or None when neither holds SMILES."""
+        """The set ``model.sample(reference=...)`` names, else the model's training molecules (else ``rows``'),
+        or None when neither holds SMILES."""
+        if getattr(model, "reference_set", None) is not None:
+            return model.reference_set
         table = model.training_rows
         if table is not None and "smiles" in table.columns:
             cached = getattr(model, "_generation_reference", None)
@@ -98,6 +176,42 @@ class Reference:
         if rows is not None and "smiles" in rows.columns:
             return cls(rows[id_column(model)].astype(str).to_numpy(), rows["smiles"].astype(str).tolist())
         return None
+
+    @classmethod
+    def read(cls, path) -> "Reference":
+        """A reference set from a file: SMILES one a line (``.smi``, an optional second field is the id, a first
+        line naming a smiles column is a header) or a CSV/TSV with a column named smiles/SMILES/canonical_smiles."""
+        import os
+
+        from archetool.data.readers.table import SMILES_COLUMNS, pick_column
+        from archetool.errors import InputError
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"--reference {path}: no such file; give a SMILES file (.smi) or a CSV with a smiles column")
+        suffixes = "".join(path.suffixes).lower()
+        try:
+            if ".csv" in suffixes or ".tsv" in suffixes:
+                frame = pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",", dtype=str)
+                column = pick_column(list(frame.columns), None, SMILES_COLUMNS, path, "SMILES")
+                if column is None:
+                    raise InputError(f"--reference {path}: no SMILES column (looked for {', '.join(SMILES_COLUMNS)}); "
+                                     "name it smiles")
+                smiles = frame[column].fillna("").tolist()
+            else:
+                lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+                if lines and lines[0][0].lower() in {c.lower() for c in SMILES_COLUMNS}:
+                    lines = lines[1:]
+                smiles = [ln[0] for ln in lines]
+        except (UnicodeDecodeError, pd.errors.ParserError) as err:
+            raise InputError(f"--reference {path}: cannot be read as SMILES ({str(err).splitlines()[0]}); give a "
+                             "SMILES file (.smi) or a CSV with a smiles column") from None
+        if not smiles:
+            raise InputError(f"--reference {path}: holds no molecules")
+        reference = cls(np.asarray([f"{os.path.basename(path)}:{i + 1}" for i in range(len(smiles))]), smiles)
+        if not reference.smiles:
+            raise InputError(f"--reference {path}: none of its {len(smiles)} SMILES could be parsed by RDKit")
+        return reference
 
     def nearest(self, smiles: list[str | None]) -> tuple[list, list, np.ndarray]:
         """For each molecule: (id, SMILES, Tanimoto similarity) of the most similar reference molecule."""
@@ -118,7 +232,10 @@ class Reference:
 
 
 def molecule_columns(smiles: list[str | None], reference: Reference | None, full: bool) -> pd.DataFrame:
-    """``smiles`` (m) -> columns smiles, novel (and with ``full``: most_similar_id, most_similar_smiles, tanimoto)."""
+    """``smiles`` (m) -> columns smiles, novel (and with ``full``: most_similar_id, most_similar_smiles, tanimoto).
+
+    ``novel``: the canonical SMILES is not among the reference set's (the training molecules unless
+    ``--reference`` names another set); empty where no molecule was decoded."""
     cols: dict = {"smiles": smiles}
     if reference is not None:
         cols["novel"] = [None if s is None else s not in reference.known for s in smiles]
@@ -147,7 +264,7 @@ def generation_metrics(smiles: list[str | None], reference: Reference | None) ->
     """Standard metrics of a generated set (MOSES conventions):
 
     validity = valid / generated; uniqueness = distinct valid / valid; novelty = distinct valid not among the
-    training molecules / distinct valid; internal_diversity over the distinct valid molecules; mean heavy atoms.
+    reference molecules (the training molecules unless ``--reference`` names a set) / distinct valid; internal_diversity over the distinct valid molecules; mean heavy atoms.
     """
     from rdkit import Chem
 
@@ -176,7 +293,8 @@ def write_generated_picture(model, analysis, names: list[str], greedy: list[str 
                             per_code: int = 5, seed: int = 0) -> Path:
     """``generated.png``: one row per archetype or class: the greedy molecule at its code, then ``per_code``
     distinct molecules sampled near it (deepaa: ``--archetype``; classes: ``--label``), each captioned with
-    its predicted side value (deepaa) or class."""
+    the side value predicted at its latent point ("pred") and the generated molecule's own re-predicted
+    value ("repred": the molecule embedded again) (deepaa), or its class."""
     import torch
 
     from archetool.analysis import plots
@@ -199,8 +317,9 @@ def write_generated_picture(model, analysis, names: list[str], greedy: list[str 
         row_legends = [f"{name} greedy"]
         if side and table_side is not None:  # RDKit's legend font has no "≈"
             pred = analysis.decode_table(model, analysis.codes(model)[j : j + 1])[f"pred_{side}"].iloc[0]
-            row_legends[0] += f" {side}={pred:.3g}"
-            row_legends += [f"{name} {side}={p[f'pred_{side}']:.3g}" for p in picks]
+            repred = repredict(model, row_smiles)[f"repred_{side}"].to_numpy()
+            row_legends[0] += f" pred {side}={pred:.3g} repred {repred[0]:.3g}"
+            row_legends += [f"{name} pred {side}={p[f'pred_{side}']:.3g} repred {r:.3g}" for p, r in zip(picks, repred[1:])]
         else:
             row_legends += [f"{name} sample {i + 1}" for i in range(len(picks))]
         pad = per_code + 1 - len(row_smiles)

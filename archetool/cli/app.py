@@ -329,6 +329,7 @@ def fit(
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
     settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="Molecules: selfies (generate new molecules; the default for molecule data) | none."),
+    decoder_epochs: Optional[int] = typer.Option(None, "--decoder-epochs", min=0, help="Molecules: epochs of the second stage, the decoder trained on alone (default: as many as --epochs; 0: none)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
     split: str = typer.Option("random", "--split", help="Validation split: random (stratified by --label) | scaffold (molecules: whole Bemis-Murcko scaffolds held out)."),
@@ -356,7 +357,7 @@ def fit(
         device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer, sep=_parse_sep(sep),
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
-        decoder=decoder, split=split, jobs=jobs, descriptor_set=descriptor_set,
+        decoder=decoder, decoder_epochs=decoder_epochs, split=split, jobs=jobs, descriptor_set=descriptor_set,
     )
     if len(ks) > 1:
         if model != "deepaa":
@@ -461,6 +462,9 @@ def sample(
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy)."),
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", metavar="SIDE=VALUE", help="deepaa: targeted design, SIDE=VALUE (repeatable): of 4 x N molecules decoded near the target, the N whose re-predicted value is nearest, ranked by that distance."),
+    reference: Optional[Path] = typer.Option(None, "--reference", metavar="FILE", help="SMILES file or CSV that 'novel' and the most similar molecule are judged against (default: the training molecules)."),
+    prior: str = typer.Option("posterior", "--prior", metavar="posterior|dirichlet", help="deepaa: posterior (the training rows' weights, default) or dirichlet."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
@@ -476,7 +480,7 @@ def sample(
             raise ArchetoolError(f"--weights {weights!r}: give comma-separated numbers, e.g. 0.7,0.1,0.1,0.1") from None
     model = ArchetoolModel.load(model_dir)
     table = model.sample(n, label=label, temperature=temperature, archetype=archetype, spread=spread, weights=parsed,
-                         seed=seed, data=data)
+                         seed=seed, data=data, target=target or None, reference=reference, prior=prior)
     _stdout_or_file(table, out)
     if out is not None and "generation" in table.attrs:
         from archetool.atomic import write_text_atomic

@@ -85,6 +85,8 @@ class ArchetoolModule(nn.Module):
         from archetool.models.sequence_decoder import SequenceDecoder
 
         settings.setdefault("condition_dim", self.condition_dim)
+        if settings.get("free_dim"):
+            settings.setdefault("source_dim", self.n_features)
         self.sequence_decoder = SequenceDecoder(**settings)
 
     def add_token_loss(self, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -94,10 +96,12 @@ class ArchetoolModule(nn.Module):
 
         The condition is detached: the token decoder learns to read the latent space the encoder, the
         reconstruction and the side term shape, and does not pull on them (their results stay as without it).
+        A decoder with a free latent reads the features ``batch["x"]`` (detached too) for q(z | x).
         """
         if self.sequence_decoder is None or "tokens" not in batch:
             return terms
-        tokens = self.sequence_decoder.loss(condition.detach(), batch["tokens"])
+        source = batch["x"].detach() if self.sequence_decoder.free_dim else None
+        tokens = self.sequence_decoder.loss(condition.detach(), batch["tokens"], source)
         terms["tokens"] = tokens
         terms["loss"] = terms["loss"] + self.sequence_decoder.token_weight * tokens
         return terms

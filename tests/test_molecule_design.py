@@ -1,0 +1,196 @@
+"""Conditioned generation (issue 18): the decoder's free latent, greedy decodes at the archetypes, sampling from
+the aggregate posterior, targeted design (--target), re-predicted values and novelty against --reference."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archetool.data.selfies_tokens import EOS
+from archetool.models.sequence_decoder import SequenceDecoder
+from conftest import MOLECULES, run_cli
+from test_molecule_generation import FIT, SMILES, _valid, mol_model  # noqa: F401 -- mol_model: a tiny deepaa model with a decoder
+
+
+def test_free_latent_decoder_trains_generates_and_round_trips():
+    torch.manual_seed(0)
+    dec = SequenceDecoder(vocab_size=12, max_length=7, condition_dim=3, embedding_dim=8, hidden_dim=16, free_dim=4,
+                          source_dim=6, word_dropout=0.2)
+    cond, x = torch.randn(5, 3), torch.randn(5, 6)
+    tokens = torch.tensor([[4, 5, 6, EOS, 0, 0, 0, 0]] * 5)
+    loss = dec.loss(cond, tokens, x)
+    loss.backward()
+    assert torch.isfinite(loss) and dec.posterior[0].weight.grad is not None and dec.prior[0].weight.grad is not None
+    dec.eval()
+    plain = dec.loss(cond, tokens, x)
+    ce_only = torch.nn.functional.cross_entropy(dec.logits(cond, tokens, dec._gaussian(dec.posterior(x))[0]).reshape(-1, 12),
+                                                tokens.reshape(-1), ignore_index=0)
+    assert plain > ce_only  # the KL term is added (>= 0)
+    assert torch.equal(dec.generate(cond, 0.0), dec.generate(cond, 0.0))  # greedy: z at the prior mean
+    out = dec.generate(cond, 1.0)
+    assert ((out == EOS).sum(1) == 1).all()
+    again = SequenceDecoder(**dec.settings())
+    again.load_state_dict(dec.state_dict())
+    with pytest.raises(ValueError, match="needs the source features"):
+        dec.loss(cond, tokens)
+
+
+def test_a_free_latent_fit_generates_and_does_not_pull_the_encoder(mol_model, tmp_path):
+    import archetool
+
+    assert archetool.load(mol_model).module.sequence_decoder.free_dim == 0  # the default: no free latent
+    path = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": SMILES, "heat_capacity": [cv for _, cv in MOLECULES]}).to_csv(path, index=False)
+    model = archetool.fit(str(path), side=["heat_capacity"], k=3, n_bits=128, descriptors=False, epochs=3, batch_size=32,
+                          hidden=[32, 16], progress_bar=False, out=str(tmp_path / "m"), decoder_options={"free_dim": 4})
+    dec = model.module.sequence_decoder
+    assert dec.free_dim == 4 and dec.source_dim == model.module.n_features
+    assert _valid(model.sample(5, seed=1)["smiles"]) and _valid(model.archetypes()["smiles"])
+    batch = {"x": torch.randn(4, dec.source_dim), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    model.module.train().zero_grad(set_to_none=True)
+    model.module.loss_terms(batch)["tokens"].backward()
+    assert all(p.grad is None for p in model.module.encoder.parameters())
+
+
+def test_a_greedy_decode_at_every_archetype_is_a_valid_molecule(mol_model, tmp_path):
+    result = run_cli("archetypes", mol_model, "--out", tmp_path / "arch")
+    assert result.exit_code == 0, result.output
+    arch = pd.read_csv(tmp_path / "arch" / "archetypes.csv")
+    assert len(arch) == 3 and _valid(arch["smiles"])
+    # the predicted value at the latent point and the decoded molecule's own, side by side
+    cols = list(arch.columns)
+    assert cols.index("repred_heat_capacity") == cols.index("pred_heat_capacity") + 1
+    assert arch["repred_heat_capacity"].notna().all()
+
+
+def test_posterior_prior_samples_the_training_rows_weights(mol_model):
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(mol_model)
+    weights = model.training_rows[["a0", "a1", "a2"]].to_numpy()
+    table = model.sample(20, seed=3)
+    drawn = table[["a0", "a1", "a2"]].to_numpy()
+    assert all(np.abs(weights - row).max(1).min() < 1e-6 for row in drawn)
+    dirichlet = model.sample(20, seed=3, prior="dirichlet")[["a0", "a1", "a2"]].to_numpy()
+    assert not all(np.abs(weights - row).max(1).min() < 1e-6 for row in dirichlet)
+
+
+def test_target_returns_rows_sorted_by_distance_with_both_values(mol_model, tmp_path):
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(mol_model)
+    goal = round(float(model.training_rows["pred_heat_capacity"].median()), 2)  # reachable by this tiny model
+    out = tmp_path / "t.csv"
+    result = run_cli("sample", mol_model, "--target", f"heat_capacity={goal}", "--n", "12", "--seed", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert {"smiles", "novel", "pred_heat_capacity", "repred_heat_capacity", "distance"} <= set(table.columns)
+    assert len(table) == 12 and _valid(table["smiles"]) and table["sample"].tolist() == list(range(12))
+    assert np.allclose(table["distance"], (table["repred_heat_capacity"] - goal).abs())
+    assert table["distance"].is_monotonic_increasing
+    api = model.sample(12, target={"heat_capacity": goal}, seed=2)
+    assert api["smiles"].tolist() == table["smiles"].tolist()
+    # the latent points chosen predict near the target: closer than the prior's points do
+    prior = model.sample(200, seed=2)
+    assert (api["pred_heat_capacity"] - goal).abs().mean() < (prior["pred_heat_capacity"] - goal).abs().mean()
+
+
+def test_an_unreachable_target_gives_one_line(mol_model):
+    result = run_cli("sample", mol_model, "--target", "heat_capacity=1000", "--n", "5")
+    assert result.exit_code != 0
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in result.output
+    assert re.fullmatch(r"error: --target heat_capacity=1000 is out of reach: the model predicts heat_capacity between "
+                        r"[\d.]+ and [\d.]+ over 8192 points of the simplex and of the training rows; choose a target in "
+                        r"that range", line), line
+
+
+@pytest.mark.parametrize("target, message", [
+    ("logp=3", "error: --target logp: not a side variable of this model (its side variables: heat_capacity)"),
+    ("heat_capacity", "error: --target heat_capacity=: give SIDE=NUMBER, e.g. heat_capacity=3.5"),
+    ("heat_capacity=high", "error: --target heat_capacity=high: give SIDE=NUMBER, e.g. heat_capacity=3.5"),
+])
+def test_bad_targets(mol_model, target, message):
+    result = run_cli("sample", mol_model, "--target", target)
+    assert result.exit_code != 0 and result.stderr.strip() == message
+
+
+def test_target_with_archetype_is_refused(mol_model):
+    result = run_cli("sample", mol_model, "--target", "heat_capacity=21", "--archetype", "a0")
+    assert result.stderr.strip() == "error: --target chooses where to sample by itself; drop --label, --archetype and --weights"
+
+
+def test_novel_against_a_reference_file(mol_model, tmp_path):
+    base = pd.read_csv(_sample(mol_model, tmp_path, "plain.csv"))
+    ref = tmp_path / "ref.smi"
+    ref.write_text("smiles\n" + "\n".join(base["smiles"].tolist()) + "\n")
+    table = pd.read_csv(_sample(mol_model, tmp_path, "ref.csv", "--reference", ref))
+    assert table["smiles"].tolist() == base["smiles"].tolist() and not table["novel"].any()
+    assert table["most_similar_id"].str.startswith("ref.smi:").all() and np.allclose(table["tanimoto"], 1.0)
+    csv = tmp_path / "ref.csv"
+    pd.DataFrame({"name": ["x"], "SMILES": [base["smiles"][0]]}).to_csv(csv, index=False)
+    table = pd.read_csv(_sample(mol_model, tmp_path, "ref2.csv", "--reference", csv))
+    assert table["novel"].tolist() == [s != base["smiles"][0] for s in table["smiles"]]
+
+
+def _sample(mol_model, tmp_path, name, *args):
+    out = tmp_path / name
+    result = run_cli("sample", mol_model, "--n", "6", "--seed", "1", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file; give a SMILES file (.smi) or a CSV with a smiles column"),
+    ("name,value\nx,1\n", "no SMILES column (looked for smiles, SMILES, Smiles, canonical_smiles, CANONICAL_SMILES, "
+                          "isomeric_smiles); name it smiles"),
+    ("smiles\nxyz\nqq\n", "none of its 2 SMILES could be parsed by RDKit"),
+])
+def test_bad_reference(mol_model, tmp_path, content, message):
+    ref = tmp_path / ("ref.csv" if content and "," in content else "ref.smi")
+    if content is not None:
+        ref.write_text(content)
+    result = run_cli("sample", mol_model, "--n", "2", "--reference", ref)
+    assert result.exit_code != 0 and result.stderr.strip() == f"error: --reference {ref}: {message}"
+
+
+def test_target_on_a_class_model_says_why(tmp_path):
+    path = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": SMILES, "has_o": ["O" if "O" in s else "none" for s in SMILES]}).to_csv(path, index=False)
+    out = tmp_path / "svq"
+    assert run_cli("fit", path, "--model", "svqvae", "--label", "has_o", "--out", out, *FIT).exit_code == 0
+    result = run_cli("sample", out, "--target", "logp=2")
+    assert result.stderr.strip() == ("error: --target logp: not a side variable of this model (its side variables: none: "
+                                     "it was fitted without --side)")
+
+
+def test_decoder_stage_trains_the_decoder_alone(mol_model):
+    import json
+
+    from archetool.model import ArchetoolModel
+    from archetool.models.sequence_decoder import DecoderStage
+
+    summary = json.loads((mol_model / "config.json").read_text())["summary"]
+    assert 1 <= summary["decoder_epochs_run"] <= 4 and summary["decoder_val_tokens"] > 0
+    module = ArchetoolModel.load(mol_model).module
+    stage = DecoderStage(module).train()
+    assert {id(p) for p in stage.parameters()} == {id(p) for p in module.sequence_decoder.parameters()}
+    assert stage.decoder.training and not module.encoder.training
+    batch = {"x": torch.randn(4, module.n_features), "side": torch.randn(4, 1), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    terms = stage.loss_terms(batch)
+    terms["loss"].backward()
+    assert terms["loss"] is terms["tokens"] and all(p.grad is None for p in module.encoder.parameters())
+
+
+def test_decoder_epochs_zero_skips_the_stage(tmp_path):
+    import json
+
+    path = tmp_path / "mols.smi"
+    path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
+    result = run_cli("fit", path, "--side", "heat_capacity", "--decoder-epochs", "0", "--out", tmp_path / "m", *FIT)
+    assert result.exit_code == 0, result.output
+    assert "decoder_epochs_run" not in json.loads((tmp_path / "m" / "config.json").read_text())["summary"]
