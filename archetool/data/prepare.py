@@ -272,6 +272,12 @@ def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) 
     if column not in table.columns:
         raise InputError(f"{labels_file}: label column {column!r} not found; columns are: {preview(table.columns)}")
     mapping = dict(zip(table[id_col].astype(str), table[column]))
+    if not any(i in mapping for i in batch.ids):
+        data_ids = preview([repr(str(i)) for i in batch.ids[:3]], 3, total=len(batch.ids))
+        label_ids = preview([repr(k) for k in list(mapping)[:3]], 3, total=len(mapping))
+        raise InputError(f"{labels_file}: none of its ids (first column {str(id_col)!r}: {label_ids}) matches a row id "
+                         f"of the data ({data_ids}); the first column of --labels must hold the data's row ids "
+                         "(the id column, else 0-based row numbers)")
     batch.obs[column] = [mapping.get(i, np.nan) for i in batch.ids]
     return column
 
@@ -289,7 +295,7 @@ def _missing_rows(path, what: str, noun: str, missing: np.ndarray, drop_missing:
 
 def rejects_table(batch: RawBatch, rejects: list[tuple[int, str]], reasons: list[str] | None = None) -> pd.DataFrame:
     """Invalid molecules of a chunk: 1-based data row, id, SMILES, reason (default: RDKit cannot parse it)."""
-    return pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in rejects],
+    return pd.DataFrame({"row": np.array([batch.row_offset + i + 1 for i, _ in rejects], dtype=np.int64),
                          "id": [batch.ids[i] for i, _ in rejects],
                          "smiles": [smi for _, smi in rejects],
                          "reason": reasons if reasons is not None else ["RDKit cannot parse the SMILES"] * len(rejects)})
@@ -389,6 +395,7 @@ def load_training_data(
             keep &= feats_ok
             more = rejects_table(batch, [(i, smiles_all[i]) for i, _ in bad], [why for _, why in bad])
             rejects = pd.concat([rejects, more]).sort_values("row", kind="stable").reset_index(drop=True)
+            rejects["row"] = rejects["row"].astype(np.int64)
     check_finite_features(feats.x, path, batch.ids[feats.valid], featurizer.feature_names)
     x = feats.x[keep[feats.valid]]
     keep &= feats.valid
@@ -434,6 +441,10 @@ def load_training_data(
         prep.side_names = side
         prep.side_mean = raw.mean(0).tolist()
         std = raw.std(0)
+        for name, spread, value in zip(side, std, raw[0] if len(raw) else []):
+            if not spread > 1e-12 * max(1.0, abs(value)):
+                raise InputError(f"{path}: side column {name!r} holds the same value ({value:.6g}) in every row used; "
+                                 "a constant carries nothing to predict (its R² is undefined): leave it out of --side")
         prep.side_std = np.where(std > 1e-12, std, 1.0).tolist()
         data.side_raw, data.side = raw, prep.scale_side(raw)
     if label is not None:
