@@ -148,8 +148,8 @@ class NumericFeaturizer(NamedColumns):
 
     def fit(self, batch: RawBatch, exclude: set[str], path) -> None:
         """Features: the numeric columns not in ``exclude``. A column of numbers with a few other tokens
-        (``?``, ``n.a.``) is refused, naming the first (see ``_numeric_obs``); the other text columns left
-        out are named in one warning line."""
+        (``?``, ``n.a.``) is refused, naming the first (see ``_numeric_obs``); the other text columns are
+        left out, listed in :attr:`left_out`."""
         candidates = [c for c in batch.obs.columns if c not in exclude]
         numeric = [c for c in candidates if pd.api.types.is_numeric_dtype(batch.obs[c])]
         text = [c for c in candidates if c not in numeric]
@@ -157,12 +157,7 @@ class NumericFeaturizer(NamedColumns):
             values = batch.obs[col][batch.obs[col].notna()]
             if len(values) and pd.to_numeric(values, errors="coerce").notna().mean() >= 0.5:
                 self._numeric_obs(batch, [col], path)  # mostly numbers: raises naming the first token that is not
-        if text and numeric:
-            import logging
-
-            logging.getLogger("archetool").warning(
-                "%s: %d column%s not numeric and left out of the features: %s (use a class column with --label)",
-                path, len(text), "s are" if len(text) > 1 else " is", preview([repr(str(c)) for c in text], 8))
+        self.left_out = [str(c) for c in text]  # the caller names them once the data are known to be good
         if not numeric:
             raise InputError(
                 f"{path}: no numeric feature columns left after removing id/side/label columns; "
@@ -464,6 +459,7 @@ def main_script_reruns() -> str | None:
     import ast
     import logging
     import sys
+    import threading
 
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
@@ -472,7 +468,9 @@ def main_script_reruns() -> str | None:
     path = getattr(spec, "origin", None) if spec is not None else getattr(main, "__file__", None)
     if not path:
         return None  # interactive, notebook, python -c: nothing to re-run
-    frame = sys._getframe()
+    # the main thread's stack: featurisation may run in a read-ahead thread (embed) while it waits
+    main_thread = threading.main_thread()
+    frame = sys._getframe() if threading.current_thread() is main_thread else sys._current_frames().get(main_thread.ident)
     while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
         frame = frame.f_back
     if frame is None:

@@ -449,6 +449,10 @@ def load_training_data(
         data.side_raw, data.side = raw, prep.scale_side(raw)
     if label is not None:
         _encode_labels(path, data, prep, obs[label], label, min_class_size, strict_classes)
+    left_out = getattr(featurizer, "left_out", [])
+    if left_out:  # only now: an error above stays the only line
+        log.warning("%s: %d column%s not numeric and left out of the features: %s (use a class column with --label)",
+                    path, len(left_out), "s are" if len(left_out) > 1 else " is", preview([repr(c) for c in left_out], 8))
     return data, prep
 
 
