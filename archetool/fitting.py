@@ -212,7 +212,7 @@ def clear_model_dir(out: Path, keep: tuple[str, ...] = ()) -> None:
 def _fit(options: FitOptions, out: Path):
     from archetool import __version__
     from archetool.analysis import adapter
-    from archetool.data.prepare import load_training_data
+    from archetool.data.prepare import load_training_data, warn_left_out
     from archetool.data.source import ReadOptions
     from archetool.model import FORMAT, ArchetoolModel
     from archetool.models import MODEL_REGISTRY
@@ -246,9 +246,10 @@ def _fit(options: FitOptions, out: Path):
         likelihood=options.likelihood, decoder=options.decoder,
     )
     groups = split_groups(options, data)
+    check_split(options, data, groups)
+    warn_left_out(data_name, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
-    check_split(options, data, groups)
     if dist_info.is_main and out.is_dir():  # --overwrite (or --resume): no file of the previous fit stays
         from archetool.model import CHECKPOINT
 
@@ -442,7 +443,8 @@ def _nonfinite_error(err, options: FitOptions, data, prep, out: Path, checkpoint
     """One line for a training run stopped by a non-finite loss or gradient: where, which row and feature
     (in the input's units), what to do, and what is left in ``out``."""
     # a library's words on a failed forward pass ("index -1 is out of bounds") help only when no row is to blame
-    what = f"the {err.what} failed ({err.detail})" if err.detail and not len(err.rows) else f"the {err.what} is not finite"
+    what = (f"the {err.what} failed" + (f" ({err.detail})" if not len(err.rows) else "") if err.detail
+            else f"the {err.what} is not finite")
     when = f"after epoch {err.epoch}" if err.what == "validation loss" else f"at epoch {err.epoch}, step {err.step}"
     text = f"{options.data_name()}: training stopped {when}: {what}; "
     extreme = ""

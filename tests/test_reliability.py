@@ -89,7 +89,10 @@ def test_killed_embed_leaves_no_complete_looking_output(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not target.exists()
-    assert list(tmp_path.glob(".emb.*.part.parquet"))  # the partial file is hidden, clearly marked
+    assert list(tmp_path.glob(f".emb.{proc.pid}.*.part.parquet"))  # the partial file is hidden, clearly marked
+    # issue 15 item 9: the next write to the target removes the part of the killed process
+    assert run_cli("embed", model, data, "--out", target).exit_code == 0
+    assert not list(tmp_path.glob(".emb.*")) and len(pd.read_parquet(target)) == 200
 
 
 def test_failed_archetypes_write_leaves_target_untouched(tmp_path, table_csv, monkeypatch):

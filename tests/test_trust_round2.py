@@ -361,25 +361,6 @@ def test_stale_parts_of_a_dead_writer_are_removed_and_live_ones_kept(tmp_path):
     assert (tmp_path / "emb.parquet").read_text() == "done"
 
 
-def test_a_killed_embed_leaves_a_part_that_the_next_run_removes(tmp_path):
-    data = tmp_path / "t.csv"
-    make_table(n=200).to_csv(data, index=False)
-    model = tmp_path / "m"
-    assert run_cli("fit", data, "--out", model, *FAST_FIT).exit_code == 0
-    big = tmp_path / "big.parquet"
-    pd.concat([make_table(n=200)] * 200, ignore_index=True).to_parquet(big)
-    target = tmp_path / "emb.parquet"
-    proc = subprocess.Popen(archetool_cmd("embed", model, big, "--out", target, "--chunk-rows", "2000"), env=ENV)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".emb.*.part.parquet")):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert list(tmp_path.glob(f".emb.{proc.pid}.*.part.parquet"))
-    assert run_cli("embed", model, data, "--out", target).exit_code == 0
-    assert not list(tmp_path.glob(".emb.*")) and len(pd.read_parquet(target)) == 200
-
-
 def test_archetypes_on_a_read_only_directory_never_names_the_staging_directory(tmp_path, table_csv):
     from archetool.atomic import staged_dir
 

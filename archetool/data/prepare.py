@@ -247,7 +247,8 @@ class Dataset:
     ids (n,) str; x (n, p) float32 in model space; side (n, s) standardised or None;
     label (n,) int64 class ids or None; smiles (n,) str or None; side_raw (n, s) original units;
     rejects: DataFrame(row, id, smiles, reason) of invalid molecules (row is the 1-based data row);
-    tokens (n, L) int64: SELFIES token ids (molecules with the sequence decoder) or None.
+    tokens (n, L) int64: SELFIES token ids (molecules with the sequence decoder) or None;
+    left_out: text columns of a table that are not features.
     """
 
     ids: np.ndarray
@@ -259,6 +260,8 @@ class Dataset:
     obs: pd.DataFrame | None = None
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "id", "smiles", "reason"]))
     tokens: np.ndarray | None = None
+    #: text columns of a table that are not features (not id, side, label or SMILES)
+    left_out: list[str] = field(default_factory=list)
 
 
 def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) -> str:
@@ -449,11 +452,17 @@ def load_training_data(
         data.side_raw, data.side = raw, prep.scale_side(raw)
     if label is not None:
         _encode_labels(path, data, prep, obs[label], label, min_class_size, strict_classes)
-    left_out = getattr(featurizer, "left_out", [])
-    if left_out:  # only now: an error above stays the only line
-        log.warning("%s: %d column%s not numeric and left out of the features: %s (use a class column with --label)",
-                    path, len(left_out), "s are" if len(left_out) > 1 else " is", preview([repr(c) for c in left_out], 8))
+    data.left_out = list(getattr(featurizer, "left_out", []))
     return data, prep
+
+
+def warn_left_out(path, data: Dataset) -> None:
+    """One warning line naming the text columns that are not features (called once the data passed every check,
+    so that an error stays the only line)."""
+    if data.left_out:
+        log.warning("%s: %d column%s not numeric and left out of the features: %s (use a class column with --label)",
+                    path, len(data.left_out), "s are" if len(data.left_out) > 1 else " is",
+                    preview([repr(c) for c in data.left_out], 8))
 
 
 def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:
