@@ -37,7 +37,8 @@ import scipy.sparse as sp
 SEED = 20240601
 N_CELLS = 400
 N_GENES = 200
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pbmc_small.h5ad")
+# the file lives in the package (archetool/examples/, shipped in the wheel); sample_data/pbmc_small.h5ad links to it
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "archetool", "examples", "pbmc_small.h5ad")
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ from rdkit import Chem, RDLogger
 
 SEED = 20240601
 N_MOLECULES = 1000
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "molecules.smi")
+# the file lives in the package (archetool/examples/, shipped in the wheel); sample_data/molecules.smi links to it
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "archetool", "examples", "molecules.smi")
 
 COLUMNS = {
     "Index": "index",

@@ -22,7 +22,8 @@ import re
 import pandas as pd
 from sklearn.datasets import load_wine
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wine.csv")
+# the file lives in the package (archetool/examples/, shipped in the wheel); sample_data/wine.csv links to it
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "archetool", "examples", "wine.csv")
 
 
 def snake(name: str) -> str:

@@ -82,3 +82,50 @@ def run_cli(*args: str):
 
 
 FAST_FIT = ("--epochs", "4", "--batch-size", "32", "--hidden", "32,16", "--no-progress")
+
+
+# ------------------------------------------------------------------ tests must not write into the tree
+
+_CACHES = {"__pycache__", ".pytest_cache", ".hypothesis", ".git"}
+
+
+def _tree_files() -> set[str] | None:
+    """Untracked and ignored files of the repository (caches and virtual environments left out), or None
+    without git. Ignored files count too: a test writing e.g. sample_data/x.deepaa.archetool/ must show."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                              "--ignored"], capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    files = set()
+    for entry in out.decode("utf-8", "replace").split("\0"):
+        if entry[:3] not in ("?? ", "!! "):
+            continue
+        path = entry[3:]
+        parts = Path(path).parts
+        if _CACHES & set(parts) or parts[0].startswith((".venv", "venv")) or parts[0] in ("site", "build", "dist") \
+                or parts[0].endswith(".egg-info"):
+            continue
+        files.add(path)
+    return files
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist) only
+        session.config._tree_before = _tree_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_tree_before", None)
+    if before is None:
+        return
+    new = sorted((_tree_files() or set()) - before)
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"the test run wrote {len(new)} new file(s) into the repository (tests must write into tmp_path): "
+                   + ", ".join(new[:10]) + (" ..." if len(new) > 10 else ""))
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

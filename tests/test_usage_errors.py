@@ -125,8 +125,10 @@ def test_embed_with_every_smiles_invalid_leaves_nothing(tmp_path, molecule_model
     assert set(tmp_path.iterdir()) == before  # no output, no temporary, no rejects file
 
 
-def test_embed_keeps_the_valid_rows_after_an_all_invalid_chunk(tmp_path, molecule_model):
-    """A first chunk without a valid SMILES writes nothing; the header comes with the first rows."""
+def test_embed_keeps_the_valid_rows_after_an_all_invalid_chunk(tmp_path, molecule_model, monkeypatch):
+    """A first chunk without a valid SMILES writes nothing; the header comes with the first rows. With the
+    embedding on stdout the rejects go to the working directory (here tmp_path, never the repository)."""
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "mixed.csv"
     pd.DataFrame({"id": ["x1", "x2", "m1", "m2"], "smiles": ["bad", "worse", "CCO", "CCN"]}).to_csv(data, index=False)
     result = run_cli("embed", molecule_model, data, "--chunk-rows", "2", "--batch-size", "1")
@@ -134,6 +136,7 @@ def test_embed_keeps_the_valid_rows_after_an_all_invalid_chunk(tmp_path, molecul
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("id,z0") and [line.split(",")[0] for line in lines[1:]] == ["m1", "m2"]
     assert "2 of 4 SMILES could not be parsed" in result.stderr
+    assert pd.read_csv(tmp_path / "mixed.rejects.csv")["id"].tolist() == ["x1", "x2"]
 
 
 def test_interpolate_unknown_endpoint_counts_every_choice(tmp_path, table_csv):

@@ -536,6 +536,20 @@ def info(
         typer.echo(f"{key:>18}: {value}")
 
 
+@app.command()
+def example(
+    name: str = typer.Argument(..., metavar="NAME", help="molecules | table | expression | lincs (generated)."),
+    directory: Path = typer.Argument(..., metavar="DIR", help="Directory to copy the example into (made if absent)."),
+    signatures: int = typer.Option(240, "--signatures", min=1, help="lincs: rows (signatures) of the generated .gctx, e.g. 200000 for a batch-embedding test."),
+) -> None:
+    """Copy a bundled example data set into DIR (the files the tutorials start from)."""
+    from archetool.examples import EXAMPLES, copy_example
+
+    written = copy_example(name, directory, signatures=signatures)
+    log.info("wrote %s (%s)", ", ".join(str(p) for p in written), EXAMPLES[name].about)
+    log.info("next: %s", EXAMPLES[name].next_step.format(dir=directory))
+
+
 def main() -> None:
     """Console entry point (``archetool`` and ``python -m archetool``)."""
     signal.signal(signal.SIGTERM, _on_sigterm)  # handled like Ctrl-C: files cleaned up, one line, exit 143
