@@ -401,28 +401,33 @@ def test_failed_in_memory_fits_leave_no_temporary_directory(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-# --- item 11: the README's Python examples run as plain scripts ------------------------------------
-def python_blocks(path: Path, runnable_only: bool) -> list[str]:
-    """```python blocks of a Markdown file; with ``runnable_only``, those right after ``<!-- test: run -->``."""
+# --- item 11: the Python examples of README.md and docs/ run as plain scripts -----------------------
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a Markdown file, but for interactive transcripts (``>>>`` lines)."""
     blocks, lines, i = [], path.read_text(encoding="utf-8").splitlines(), 0
     while i < len(lines):
         if lines[i].strip().startswith("```python"):
-            marked = i > 0 and lines[i - 1].strip() == "<!-- test: run -->"
             j = i + 1
             while j < len(lines) and not lines[j].strip().startswith("```"):
                 j += 1
-            if marked or not runnable_only:
-                blocks.append("\n".join(lines[i + 1 : j]))
+            block = "\n".join(lines[i + 1 : j])
+            if not any(line.lstrip().startswith(">>>") for line in block.splitlines()):
+                blocks.append(block)
             i = j
         i += 1
     return blocks
 
 
-def example_blocks() -> list[tuple[str, str]]:
-    found = [(f"README.md#{n}", b) for n, b in enumerate(python_blocks(REPO / "README.md", False))]
-    for doc in sorted((REPO / "docs").rglob("*.md")):
-        found += [(f"{doc.relative_to(REPO)}#{n}", b) for n, b in enumerate(python_blocks(doc, True))]
-    return found
+def example_scripts() -> list[tuple[str, str]]:
+    """(page, script): per page of README.md and docs/**/*.md, its Python blocks in order as one script (a
+    page is one notebook: later blocks use earlier names), for pages whose first block imports archetool."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    scripts = []
+    for page in pages:
+        blocks = python_blocks(page) if page.is_file() else []
+        if blocks and "import archetool" in blocks[0]:
+            scripts.append((str(page.relative_to(REPO)), "\n".join(blocks)))
+    return scripts
 
 
 def quick(source: str, epochs: int = 2) -> str:
@@ -437,19 +442,42 @@ def quick(source: str, epochs: int = 2) -> str:
     return ast.unparse(tree)
 
 
-def test_readme_has_a_python_example():
-    assert any("archetool.fit(" in block for _, block in example_blocks())
+def test_the_docs_have_python_examples_that_fit():
+    assert any("archetool.fit(" in script for _, script in example_scripts())
 
 
-@pytest.mark.parametrize("name, block", example_blocks(), ids=[name for name, _ in example_blocks()])
-def test_readme_python_example_runs_as_a_plain_script(tmp_path, name, block):
-    """Saved as x.py and run with ``python x.py`` (no ``__main__`` guard), from a folder holding sample_data."""
-    (tmp_path / "sample_data").symlink_to(REPO / "sample_data")
-    (tmp_path / "x.py").write_text(quick(block))
-    run = subprocess.run([sys.executable, "x.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+def test_quick_sets_the_epochs_of_every_fit_call():
+    source = 'import archetool\nif __name__ == "__main__":\n    m = archetool.fit("x.smi", epochs=50, k=4)\n'
+    assert "archetool.fit('x.smi', k=4, epochs=2)" in quick(source)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, script", example_scripts(), ids=[page for page, _ in example_scripts()])
+def test_docs_python_example_runs_as_a_plain_script(tmp_path, page, script):
+    """Each page's Python blocks saved as x.py and run with ``python x.py`` as written (guarded or not), from a
+    folder holding the example data (``sample_data/``, and ``data/`` as ``archetool example`` makes it);
+    every fit trains 2 epochs, to keep the test short."""
+    for name in ("sample_data", "data"):
+        (tmp_path / name).symlink_to(REPO / "sample_data")
+    (tmp_path / "x.py").write_text(quick(script))
+    run = subprocess.run([sys.executable, "x.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
                          env={**ENV, "MPLBACKEND": "Agg"})
-    assert run.returncode == 0, f"{name}:\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"{page}:\n{run.stderr[-3000:]}"
     assert "Traceback" not in run.stderr
+
+
+def test_the_unguarded_readme_example_of_issue_15_runs_as_a_script(tmp_path):
+    """The README block of the report, saved as x.py without a main guard: fits and embeds (rc 0)."""
+    script = ('import archetool\n'
+              'model = archetool.fit("sample_data/molecules.smi", side=["heat_capacity"], k=4, epochs=1, out="mols.archetool")\n'
+              'model = archetool.load("mols.archetool")\n'
+              'table = model.embed("sample_data/molecules.smi")\n'
+              'print(len(table))\n')
+    (tmp_path / "sample_data").symlink_to(REPO / "sample_data")
+    (tmp_path / "x.py").write_text(script)
+    run = subprocess.run([sys.executable, "x.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["1000"] and "worker process" not in run.stderr
 
 
 def test_an_unguarded_script_featurises_in_process_and_a_guarded_one_uses_workers(tmp_path):
