@@ -498,3 +498,27 @@ def test_an_unguarded_script_featurises_in_process_and_a_guarded_one_uses_worker
     assert results["plain"][0] == ["600", str(tmp_path / "plain.py")]
     assert "outside an `if __name__ == \"__main__\":` block" in results["plain"][1]
     assert results["guarded"][0] == ["600", "None"] and "worker processes would run" not in results["guarded"][1]
+
+
+# --- an interrupt while the read-ahead thread starts (seen under load in test_trust's SIGTERM test) ----------
+def test_prefetch_closes_its_source_only_when_no_thread_runs_it():
+    import threading
+
+    from archetool.threads import close_when_idle
+
+    closed = []
+
+    def slow():
+        try:
+            time.sleep(0.3)
+            yield 1
+        finally:
+            closed.append(True)
+
+    items = slow()
+    worker = threading.Thread(target=next, args=(items,))
+    worker.start()
+    time.sleep(0.05)  # the worker is inside next(items), as after a signal cut pool.submit short
+    close_when_idle(items)
+    worker.join(5)
+    assert closed == [True] and not worker.is_alive()
