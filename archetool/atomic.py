@@ -1,16 +1,95 @@
 """Atomic writes: write to a temporary sibling, then ``os.replace`` onto the target.
 
-A killed job never leaves a half-written file at the target path that looks complete.
+A killed job never leaves a half-written file at the target path that looks complete. The hidden
+staging names carry the writer's process id (``.emb.<pid>.<random>.part.parquet``): a later write to
+the same target removes the parts of writers that are gone (``kill -9``). Errors name the target, never
+a staging path; a full disk is one line (:class:`OutputError`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from archetool.errors import ArchetoolError, first_line
+
+
+class OutputError(ArchetoolError):
+    """An output could not be written (disk full, quota, read-only file system); nothing was left half-written."""
+
+    exit_code = 1
+
+
+#: errno values that mean "no room": the disk or the user's quota is full
+_NO_ROOM = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+
+
+def _torch_write_failure(err: BaseException) -> bool:
+    """torch.save's C++ writer reports a failed write (full disk) as a RuntimeError, e.g.
+    "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0" or "PytorchStreamWriter failed"."""
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("inline_container" in text or "PytorchStreamWriter" in text
+                                              or "file write failed" in text)
+
+
+def write_failure(err: BaseException, target: Path) -> BaseException | None:
+    """What a failed write to (a staging path of) ``target`` means, as one line naming ``target``, or None
+    for an error that is not about writing (left as it is)."""
+    text = str(err)
+    no_room = ((isinstance(err, OSError) and err.errno in _NO_ROOM) or "No space left on device" in text
+               or "Disk quota exceeded" in text)
+    if _torch_write_failure(err) and not no_room:
+        with contextlib.suppress(OSError):  # torch does not say why; a (nearly) full disk is the usual cause
+            no_room = shutil.disk_usage(target.parent).free < (64 << 20)
+    if no_room:
+        return OutputError(f"{target}: No space left on device (the disk or quota is full); nothing was written "
+                           "there: free some space or write elsewhere")
+    if _torch_write_failure(err):
+        return OutputError(f"{target}: the write failed ({first_line(err, 120)}); nothing was written there")
+    if isinstance(err, OSError) and err.errno is not None and _names_staging(err, target):
+        return OSError(err.errno, f"cannot write here ({err.strerror})", str(target))
+    return None
+
+
+def _names_staging(err: OSError, target: Path) -> bool:
+    """Whether an OSError names a hidden staging path of ``target`` (or no path at all)."""
+    hidden = f"/.{target.name.split('.')[0]}."
+    return any(hidden in "/" + str(n) for n in (err.filename, err.filename2) if n is not None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_parts(target: Path, prefix: str) -> None:
+    """Remove staging files and folders beside ``target`` (``<prefix><pid>.<random>.part...`` and ``.spool``
+    side files) left by writers whose process is gone (killed with ``kill -9``, or a crashed machine)."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[^.]+\.part(\..*)?$")
+    try:
+        entries = list(target.parent.iterdir()) if target.parent.is_dir() else []
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or int(match[1]) == os.getpid() or _alive(int(match[1])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def _umask() -> int:
@@ -35,10 +114,12 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     except (FileExistsError, NotADirectoryError):
         raise NotADirectoryError(20, "cannot write here: a file stands where its folder should be", str(target)) from None
     ext = suffix if suffix is not None else "".join(target.suffixes[-2:]) if target.suffixes else ""
+    prefix = f".{target.stem}."
+    remove_stale_parts(target, prefix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{ext}", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=f".part{ext}", dir=target.parent)
     except OSError as err:  # name the target, not the temporary, in the message
-        raise OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
+        raise write_failure(err, target) or OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,9 +128,12 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
             raise IsADirectoryError(tmp_path)
         os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        told = write_failure(err, target)
+        if told is not None:
+            raise told from None
         raise
 
 
@@ -63,8 +147,13 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     if target.exists() and not target.is_dir():  # checked before any work, and named (not the staging dir)
         raise NotADirectoryError(20, "is a file; give a directory (new or existing) for the output", str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    prefix = f".{target.name}."
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(target, prefix)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", suffix=".part", dir=target.parent))
+    except OSError as err:  # name the target, not the staging directory
+        raise write_failure(err, target) or OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
@@ -74,8 +163,11 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
         for item in sorted(tmp.iterdir()):
             os.replace(item, target / item.name)
         tmp.rmdir()
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        told = write_failure(err, target)
+        if told is not None:
+            raise told from None
         raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, fields
@@ -35,7 +36,7 @@ class FitInterrupted(KeyboardInterrupt):
         where = f"epoch {self.epoch} of {self.epochs}" + (f" (restart {self.restart} of {self.restarts})" if self.restarts > 1 else "")
         text = f"interrupted by {name} at {where}"
         if not self.resumable:
-            return f"{text}; a k sweep starts each k afresh: rerun the command to fit it again"
+            return f"{text}; a k sweep starts each k afresh: rerun the command with --overwrite to fit it again"
         if self.kept == 0 and self.restart == 1:
             return f"{text}, before the first checkpoint was written; nothing to resume: rerun the command"
         kept = f"the checkpoint (epoch {self.kept}) is kept at {self.checkpoint}" if self.kept else f"the checkpoints are kept in {self.checkpoint.parent}"
@@ -61,6 +62,9 @@ class FitOptions:
     split: "random" (stratified by label when there is one) or "scaffold" (molecules: whole Bemis-Murcko
     scaffolds go to validation). jobs: featurisation worker processes (None: the cores).
     descriptor_set: RDKit descriptors with the fingerprints, "fast" or "full" (see featurizers).
+    na_values: extra tokens read as missing values in text tables (pandas' usual set always is).
+    overwrite: replace a model already in ``out`` (else refused, see :func:`check_out_dir`); ``resume``
+    continues the unfinished fit there instead.
     """
 
     data: object
@@ -104,6 +108,10 @@ class FitOptions:
     split: str = "random"
     jobs: int | None = None
     descriptor_set: str = "fast"
+    na_values: list[str] = field(default_factory=list)
+    overwrite: bool = False
+    #: the data's name in messages and config.json when ``data`` is a stand-in (standard input's copy)
+    data_label: str | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -113,6 +121,8 @@ class FitOptions:
 
     def data_name(self) -> str:
         """The data path, or a description of in-memory data ('AnnData (700 cells x 765 genes)')."""
+        if self.data_label is not None:
+            return self.data_label
         if self.in_memory:
             from archetool.data.readers.memory import describe
 
@@ -142,14 +152,71 @@ def fit(options: FitOptions):
     out = Path(options.out) if options.out else options.default_out()  # once: in-memory data get a new temporary one
     if not env_dist_info().is_main:
         return _fit(options, out)
-    with directory_lock(out):
-        return _fit(options, out)
+    try:
+        with directory_lock(out):
+            check_out_dir(options, out)
+            return _fit(options, out)
+    except BaseException:
+        if options.out is None and options.in_memory:  # the new temporary directory, if the run left it empty
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+#: what ``fit`` writes into a model directory beside the model files (a refit removes them all first)
+FIT_OUTPUTS = ("rejects.csv",)
+#: what later commands write into it by default (``archetypes``): results of the model they were made from
+DERIVED_OUTPUTS = ("archetypes",)
+
+
+def check_out_dir(options: FitOptions, out: Path) -> None:
+    """Refuse to fit into a directory that holds a model or an unfinished fit's checkpoint, unless
+    ``options.overwrite`` (replace it) or ``options.resume`` (continue the checkpoint)."""
+    from archetool.model import CHECKPOINT, CONFIG
+
+    if options.overwrite or options.resume or not out.is_dir():
+        return
+    api = options.in_memory
+    flag, other = ("overwrite=True", "another out=") if api else ("--overwrite", "another --out")
+    if (out / CONFIG).is_file():
+        import json
+
+        try:
+            config = json.loads((out / CONFIG).read_text())
+            what = f"a {config.get('model', 'fitted')} model (fitted on {config.get('data', 'unknown data')})"
+        except (OSError, ValueError, AttributeError):
+            what = "a model"
+        raise ArchetoolError(f"{out}: already holds {what}; pass {flag} to replace it (its archetypes and other "
+                             f"results go too), or give {other}")
+    if any(out.glob(CHECKPOINT.replace(".pt", "*.pt"))):
+        resume = "resume=True" if api else "--resume"
+        raise ArchetoolError(f"{out}: holds the checkpoint of an unfinished fit; pass {resume} to continue it, "
+                             f"{flag} to start afresh, or give {other}")
+
+
+def clear_model_dir(out: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove a previous fit's files from ``out`` (config.json first: from then on the directory is not a
+    model, so a crash midway never leaves one fit's model beside another's results); names in ``keep`` stay."""
+    import shutil
+
+    from archetool.model import CHECKPOINT, CONFIG, HISTORY, PREPROCESSING, TRAINING_ROWS, WEIGHTS
+
+    names = [CONFIG, WEIGHTS, PREPROCESSING, HISTORY, TRAINING_ROWS, *FIT_OUTPUTS, *DERIVED_OUTPUTS]
+    names += sorted(p.name for p in out.glob(CHECKPOINT.replace(".pt", "*.pt")))
+    for name in names:
+        path = out / name
+        if name in keep or not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _fit(options: FitOptions, out: Path):
     from archetool import __version__
     from archetool.analysis import adapter
-    from archetool.data.prepare import load_training_data
+    from archetool.data.prepare import load_training_data, warn_left_out
     from archetool.data.source import ReadOptions
     from archetool.model import FORMAT, ArchetoolModel
     from archetool.models import MODEL_REGISTRY
@@ -176,15 +243,21 @@ def _fit(options: FitOptions, out: Path):
         options.data, side=options.side, label=options.label, labels_file=options.labels_file,
         drop_missing=options.drop_missing, strict_classes=options.strict_classes,
         read_options=ReadOptions(layer=options.layer, id_column=options.id_column, smiles_column=options.smiles_column,
-                                 sep=options.sep,
+                                 sep=options.sep, na_values=tuple(options.na_values),
                                  extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors,
                                 descriptor_set=options.descriptor_set, jobs=options.jobs, progress=dist_info.is_main),
         likelihood=options.likelihood, decoder=options.decoder,
     )
     groups = split_groups(options, data)
+    check_split(options, data, groups)
+    warn_left_out(data_name, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
              data.x.shape[1], prep.featurizer["name"], prep.likelihood, time.perf_counter() - tic)
+    if dist_info.is_main and out.is_dir():  # --overwrite (or --resume): no file of the previous fit stays
+        from archetool.model import CHECKPOINT
+
+        clear_model_dir(out, keep=tuple(p.name for p in out.glob(CHECKPOINT.replace(".pt", "*.pt"))) if options.resume else ())
     if len(data.rejects) and dist_info.is_main:
         from archetool.io_tables import write_table
 
@@ -228,12 +301,15 @@ def _fit(options: FitOptions, out: Path):
     from archetool.shift import shift_reference
 
     prep.reference = shift_reference(data.x, prep.likelihood)  # for embed's distribution-shift warning
+    from archetool.data.readers import is_spooled_stdin
+
+    stored_name = "-" if is_spooled_stdin(options.data) else data_name  # not the deleted copy of standard input
     model.config = {
         "format": FORMAT, "archetool_version": __version__, "model": options.model, "hparams": module.full_hparams(),
-        "train": {**config.to_dict(), "split": options.split}, "seed": options.seed, "data": data_name, "device": str(device),
+        "train": {**config.to_dict(), "split": options.split}, "seed": options.seed, "data": stored_name, "device": str(device),
         "world_size": dist_info.world_size,
-        "options": {**{f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("progress_bar", "data")},
-                    "data": data_name},
+        "options": {**{f.name: getattr(options, f.name) for f in fields(options)
+                       if f.name not in ("progress_bar", "data", "data_label", "overwrite")}, "data": stored_name},
         "summary": summary,
         "restarts": restarts,
         # what `archetool info` shows, readable without loading the weights (or torch)
@@ -248,6 +324,27 @@ def _fit(options: FitOptions, out: Path):
 
 
 SPLITS = ("random", "scaffold")
+
+
+def check_split(options: FitOptions, data, groups=None) -> None:
+    """Refuse data too small to train on (fewer than 2 training rows; deepaa: fewer rows than archetypes)
+    and warn, naming the consequence, when the validation split is too small to score (0 or 1 rows)."""
+    from archetool.models import model_class
+    from archetool.training.loop import split_indices
+
+    name, n = options.data_name(), len(data.ids)
+    labels = data.label if "label" in model_class(options.model).needs else None
+    train, val = split_indices(n, options.val_fraction, options.seed, labels, groups)
+    if len(train) < 2:
+        raise ArchetoolError(f"{name}: {n} row{'s' if n != 1 else ''} leave{'s' if n == 1 else ''} {len(train)} for "
+                             "training; a model needs at least 2 training rows (more data, or a smaller --val-fraction)")
+    if options.model == "deepaa" and options.k > n:
+        raise ArchetoolError(f"{name}: {n} rows cannot define {options.k} archetypes; use --k {n} or fewer, or more data")
+    if options.val_fraction > 0 and len(val) < 2:
+        consequence = ("no validation loss, no early stopping and no held-out scores" if len(val) == 0 else
+                       "the held-out scores (R², accuracy) are undefined (nan) and early stopping follows one row")
+        log.warning("%s: %d rows give %d validation row%s (--val-fraction %g): %s; use more data for a usable "
+                    "validation split", name, n, len(val), "" if len(val) == 1 else "s", options.val_fraction, consequence)
 
 
 def split_groups(options: FitOptions, data) -> np.ndarray | None:
@@ -382,7 +479,9 @@ def _checkpoint_epoch(path: Path) -> int:
 def _nonfinite_error(err, options: FitOptions, data, prep, out: Path, checkpoint: Path) -> ArchetoolError:
     """One line for a training run stopped by a non-finite loss or gradient: where, which row and feature
     (in the input's units), what to do, and what is left in ``out``."""
-    what = f"the {err.what} failed ({err.detail})" if err.detail else f"the {err.what} is not finite"
+    # a library's words on a failed forward pass ("index -1 is out of bounds") help only when no row is to blame
+    what = (f"the {err.what} failed" + (f" ({err.detail})" if not len(err.rows) else "") if err.detail
+            else f"the {err.what} is not finite")
     when = f"after epoch {err.epoch}" if err.what == "validation loss" else f"at epoch {err.epoch}, step {err.step}"
     text = f"{options.data_name()}: training stopped {when}: {what}; "
     extreme = ""

@@ -38,9 +38,24 @@ def prefetch(items: Iterable[T]) -> Iterator[T]:
             del item  # the caller's previous item is not kept alive while the next one is awaited
     finally:
         pool.shutdown(wait=True)
-        close = getattr(it, "close", None)
-        if close is not None:
+        close_when_idle(it)
+
+
+def close_when_idle(it, poll_s: float = 0.01) -> None:
+    """Close the generator ``it`` once no thread is running it. A signal (SIGTERM) that interrupts
+    ``pool.submit`` while it starts the worker thread leaves that thread out of ``pool.shutdown``'s
+    join, still inside ``next(it)``; closing then would raise "generator already executing"."""
+    import time
+
+    close = getattr(it, "close", None)
+    while close is not None:
+        try:
             close()
+            return
+        except ValueError as err:
+            if "already executing" not in str(err):
+                raise
+            time.sleep(poll_s)
 
 
 @contextmanager

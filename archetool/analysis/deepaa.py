@@ -320,7 +320,9 @@ def sweep_k(options, ks: list[int], out_dir: Path, seeds: int = 3) -> pd.DataFra
     if seeds < 1:
         raise ArchetoolError(f"--sweep-seeds {seeds}: needs at least 1 seed")
     with directory_lock(out_dir, "sweep"):  # each k's fit locks its own k<k> directory too
-        return _sweep_k(options, ks, out_dir, seeds)
+        if not options.overwrite and ((out_dir / "k_sweep.csv").exists() or any(out_dir.glob("k*/config.json"))):
+            raise ArchetoolError(f"{out_dir}: already holds a k sweep; pass --overwrite to replace it, or give another --out")
+        return _sweep_k(replace(options, overwrite=True), ks, out_dir, seeds)  # the sweep owns its k<k> directories
 
 
 def _sweep_k(options, ks: list[int], out_dir: Path, seeds: int) -> pd.DataFrame:

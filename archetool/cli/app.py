@@ -117,7 +117,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except ArchetoolError as err:
-            typer.echo(f"error: {err}", err=True)
+            typer.echo(f"error: {_name_stdin(str(err))}", err=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (see main): one line, exit 128 + signal
             typer.echo(f"error: {_interrupted_line(err)}", err=True)
@@ -127,8 +127,26 @@ class _Commands(TyperGroup):
             raise typer.Exit(141) from None  # 128 + SIGPIPE, what a shell expects from a writer cut short
         except OSError as err:
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-            typer.echo(f"error: {where}{err.strerror or err}", err=True)
+            typer.echo(f"error: {_name_stdin(where + str(err.strerror or err))}", err=True)
             raise typer.Exit(1) from None
+
+
+def _name_stdin(text: str) -> str:
+    """A message with the temporary copy of standard input ('-') called "standard input"."""
+    from archetool.data.readers import name_stdin
+
+    return name_stdin(text)
+
+
+class _StdinNames(logging.Filter):
+    """Log lines call the temporary copy of standard input "standard input" (as error lines do)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        named = _name_stdin(message)
+        if named != message:
+            record.msg, record.args = named, None
+        return True
 
 
 def _discard_stdout() -> None:
@@ -178,6 +196,7 @@ log = logging.getLogger("archetool")
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("archetool: %(levelname)s: %(message)s" if verbose else "archetool: %(message)s"))
+    handler.addFilter(_StdinNames())
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
     log.propagate = False
@@ -204,6 +223,8 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log 
 
 
 FORMAT_HELP = "Format of data read from standard input ('-'): smi | csv | tsv."
+NA_HELP = ("A token that marks a missing value in a text table, e.g. '?' (repeatable, or comma-separated); "
+           "pandas' usual set (empty, NA, N/A, NaN, nan, NULL, null, None, #N/A, ...) always does.")
 JOBS_HELP = "Worker processes featurising molecules (default: the cores available)."
 
 
@@ -258,6 +279,11 @@ def _parse_sep(text: str | None) -> str | None:
     if len(sep) != 1:
         raise ArchetoolError(f"--sep {text!r}: give one character (--sep ';') or tab, semicolon, comma, pipe, space")
     return sep
+
+
+def _parse_na_values(items: list[str]) -> list[str]:
+    """--na-values '?' --na-values 'n.a.,-999' -> ['?', 'n.a.', '-999']."""
+    return [token.strip() for item in items for token in item.split(",") if token.strip()]
 
 
 def _parse_hidden(text: str) -> list[int]:
@@ -336,11 +362,15 @@ def fit(
     descriptor_set: str = typer.Option("fast", "--descriptor-set", help="RDKit descriptors: fast (default) | full (adds qed, SPS, AvgIpc, BertzCT; slower)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    na_values: List[str] = typer.Option([], "--na-values", help=NA_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already in --out (with its archetypes and other results); refused without it."),
 ) -> None:
     """Train a model and save it to a model directory."""
+    from archetool.data.readers import STDIN_NAME, is_stdin
     from archetool.fitting import FitOptions
 
-    if str(data) == "-" and out is None:
+    from_stdin = is_stdin(data)
+    if from_stdin and out is None:
         out = Path(f"stdin.{model}.archetool")
     data = _data_path(data, fmt)
     _set_jobs(jobs)
@@ -358,6 +388,7 @@ def fit(
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
         decoder=decoder, decoder_epochs=decoder_epochs, split=split, jobs=jobs, descriptor_set=descriptor_set,
+        na_values=_parse_na_values(na_values), overwrite=overwrite, data_label=STDIN_NAME if from_stdin else None,
     )
     if len(ks) > 1:
         if model != "deepaa":
@@ -389,6 +420,7 @@ def embed(
     sep: Optional[str] = typer.Option(None, "--sep", help="Delimiter of a text table: one character or tab, semicolon, comma, pipe (default: sniffed)."),
     allow_missing_features: bool = typer.Option(False, "--allow-missing-features",
                                                 help="Fill features (genes, columns) the data lack with the training mean, with a warning, instead of refusing."),
+    na_values: List[str] = typer.Option([], "--na-values", help=NA_HELP),
 ) -> None:
     """Write per-sample embeddings (streamed: memory does not grow with the file)."""
     from archetool.data.source import ReadOptions
@@ -404,7 +436,7 @@ def embed(
 
         start_workers_early()
     embed_to(model_dir, data, out, batch_size=batch_size, chunk_rows=chunk_rows, device=device, threads=threads,
-             read_options=ReadOptions(layer=layer, sep=_parse_sep(sep)), allow_missing_features=allow_missing_features)
+             read_options=ReadOptions(layer=layer, sep=_parse_sep(sep), na_values=tuple(_parse_na_values(na_values))), allow_missing_features=allow_missing_features)
 
 
 @app.command()

@@ -126,9 +126,12 @@ class NamedColumns:
             values = pd.to_numeric(block[col], errors="coerce")
             wrong = np.flatnonzero(values.isna().to_numpy() & block[col].notna().to_numpy())
             if len(wrong):
-                row = int(wrong[0])
+                import shlex
+
+                row, value = int(wrong[0]), block[col].iloc[wrong[0]]
                 raise InputError(f"{path}: feature column {col!r} is not numeric (row {row + batch.row_offset + 1} "
-                                 f"holds {block[col].iloc[row]!r})")
+                                 f"holds {value!r}); correct it, or if {value!r} marks a missing value, read it "
+                                 f"as one with --na-values {shlex.quote(str(value))}")
             block = block.assign(**{str(col): values for col in bad})
         return block.to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -144,7 +147,17 @@ class NumericFeaturizer(NamedColumns):
         self._init_lookup()
 
     def fit(self, batch: RawBatch, exclude: set[str], path) -> None:
-        numeric = [c for c in batch.obs.columns if c not in exclude and pd.api.types.is_numeric_dtype(batch.obs[c])]
+        """Features: the numeric columns not in ``exclude``. A column of numbers with a few other tokens
+        (``?``, ``n.a.``) is refused, naming the first (see ``_numeric_obs``); the other text columns are
+        left out, listed in :attr:`left_out`."""
+        candidates = [c for c in batch.obs.columns if c not in exclude]
+        numeric = [c for c in candidates if pd.api.types.is_numeric_dtype(batch.obs[c])]
+        text = [c for c in candidates if c not in numeric]
+        for col in text:
+            values = batch.obs[col][batch.obs[col].notna()]
+            if len(values) and pd.to_numeric(values, errors="coerce").notna().mean() >= 0.5:
+                self._numeric_obs(batch, [col], path)  # mostly numbers: raises naming the first token that is not
+        self.left_out = [str(c) for c in text]  # the caller names them once the data are known to be good
         if not numeric:
             raise InputError(
                 f"{path}: no numeric feature columns left after removing id/side/label columns; "
@@ -391,6 +404,8 @@ def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None
 
     jobs = int(jobs or default_jobs())
     n = len(smiles)
+    if jobs > 1 and n >= PARALLEL_MIN_MOLECULES and main_script_reruns() is not None:
+        jobs = 1  # worker processes would run the caller's script again (see main_script_reruns)
     if jobs <= 1 or n < PARALLEL_MIN_MOLECULES:
         if not progress or n < PARALLEL_MIN_MOLECULES:
             return featurize_chunk(smiles, settings)
@@ -425,6 +440,70 @@ def featurize_smiles(smiles: list[str], settings: tuple, jobs: int | None = None
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WARNED_SCRIPTS: set = set()
+
+
+def main_script_reruns() -> str | None:
+    """The main script when worker processes would run it again, else None.
+
+    Worker processes started with spawn or forkserver import the main module first (as ``__mp_main__``),
+    running its top level again. A script that calls archetool at its top level, outside an
+    ``if __name__ == "__main__":`` block (the README's examples saved as ``x.py``), would fit again in
+    every worker. So when the main module is a file (``python x.py`` or ``python -m pkg.x``) and the
+    line of it running now is not inside such a block, molecules are featurised in this process (a log
+    line says how to get the workers back). Notebooks, ``python -c``, the ``archetool`` command and
+    guarded scripts keep their workers.
+    """
+    import ast
+    import logging
+    import sys
+    import threading
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and str(getattr(spec, "name", "")).endswith("__main__"):
+        return None  # python -m pkg (pkg/__main__.py): multiprocessing does not re-run it
+    path = getattr(spec, "origin", None) if spec is not None else getattr(main, "__file__", None)
+    if not path:
+        return None  # interactive, notebook, python -c: nothing to re-run
+    # the main thread's stack: featurisation may run in a read-ahead thread (embed) while it waits
+    main_thread = threading.main_thread()
+    frame = sys._getframe() if threading.current_thread() is main_thread else sys._current_frames().get(main_thread.ident)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None  # not called from the main module's top level (its top level has finished)
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        guarded = False  # unreadable (python - < x.py): the workers could not run it either
+    else:
+        guarded = any(isinstance(node, ast.If) and _is_main_guard(node.test) and node.lineno <= line <= node.end_lineno
+                      for node in tree.body)
+    if guarded:
+        return None
+    if path not in _WARNED_SCRIPTS:
+        _WARNED_SCRIPTS.add(path)
+        logging.getLogger("archetool").info(
+            "%s calls archetool outside an `if __name__ == \"__main__\":` block, which worker processes would run "
+            "again: featurising in this process; put the script's code under that block to use %d worker processes",
+            path, default_jobs())
+    return str(path)
+
+
+def _is_main_guard(test) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
 
 
 def _worker_death(workers) -> BaseException:

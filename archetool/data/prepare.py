@@ -258,7 +258,8 @@ class Dataset:
     ids (n,) str; x (n, p) float32 in model space; side (n, s) standardised or None;
     label (n,) int64 class ids or None; smiles (n,) str or None; side_raw (n, s) original units;
     rejects: DataFrame(row, id, smiles, reason) of invalid molecules (row is the 1-based data row);
-    tokens (n, L) int64: SELFIES token ids (molecules with the sequence decoder) or None.
+    tokens (n, L) int64: SELFIES token ids (molecules with the sequence decoder) or None;
+    left_out: text columns of a table that are not features.
     """
 
     ids: np.ndarray
@@ -270,6 +271,8 @@ class Dataset:
     obs: pd.DataFrame | None = None
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "id", "smiles", "reason"]))
     tokens: np.ndarray | None = None
+    #: text columns of a table that are not features (not id, side, label or SMILES)
+    left_out: list[str] = field(default_factory=list)
 
 
 def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) -> str:
@@ -283,6 +286,12 @@ def attach_labels(batch: RawBatch, labels_file: Path, label_column: str | None) 
     if column not in table.columns:
         raise InputError(f"{labels_file}: label column {column!r} not found; columns are: {preview(table.columns)}")
     mapping = dict(zip(table[id_col].astype(str), table[column]))
+    if not any(i in mapping for i in batch.ids):
+        data_ids = preview([repr(str(i)) for i in batch.ids[:3]], 3, total=len(batch.ids))
+        label_ids = preview([repr(k) for k in list(mapping)[:3]], 3, total=len(mapping))
+        raise InputError(f"{labels_file}: none of its ids (first column {str(id_col)!r}: {label_ids}) matches a row id "
+                         f"of the data ({data_ids}); the first column of --labels must hold the data's row ids "
+                         "(the id column, else 0-based row numbers)")
     batch.obs[column] = [mapping.get(i, np.nan) for i in batch.ids]
     return column
 
@@ -300,7 +309,7 @@ def _missing_rows(path, what: str, noun: str, missing: np.ndarray, drop_missing:
 
 def rejects_table(batch: RawBatch, rejects: list[tuple[int, str]], reasons: list[str] | None = None) -> pd.DataFrame:
     """Invalid molecules of a chunk: 1-based data row, id, SMILES, reason (default: RDKit cannot parse it)."""
-    return pd.DataFrame({"row": [batch.row_offset + i + 1 for i, _ in rejects],
+    return pd.DataFrame({"row": np.array([batch.row_offset + i + 1 for i, _ in rejects], dtype=np.int64),
                          "id": [batch.ids[i] for i, _ in rejects],
                          "smiles": [smi for _, smi in rejects],
                          "reason": reasons if reasons is not None else ["RDKit cannot parse the SMILES"] * len(rejects)})
@@ -400,6 +409,7 @@ def load_training_data(
             keep &= feats_ok
             more = rejects_table(batch, [(i, smiles_all[i]) for i, _ in bad], [why for _, why in bad])
             rejects = pd.concat([rejects, more]).sort_values("row", kind="stable").reset_index(drop=True)
+            rejects["row"] = rejects["row"].astype(np.int64)
     check_finite_features(feats.x, path, batch.ids[feats.valid], featurizer.feature_names)
     x = feats.x[keep[feats.valid]]
     keep &= feats.valid
@@ -445,11 +455,25 @@ def load_training_data(
         prep.side_names = side
         prep.side_mean = raw.mean(0).tolist()
         std = raw.std(0)
+        for name, spread, value in zip(side, std, raw[0] if len(raw) else []):
+            if not spread > 1e-12 * max(1.0, abs(value)):
+                raise InputError(f"{path}: side column {name!r} holds the same value ({value:.6g}) in every row used; "
+                                 "a constant carries nothing to predict (its R² is undefined): leave it out of --side")
         prep.side_std = np.where(std > 1e-12, std, 1.0).tolist()
         data.side_raw, data.side = raw, prep.scale_side(raw)
     if label is not None:
         _encode_labels(path, data, prep, obs[label], label, min_class_size, strict_classes)
+    data.left_out = list(getattr(featurizer, "left_out", []))
     return data, prep
+
+
+def warn_left_out(path, data: Dataset) -> None:
+    """One warning line naming the text columns that are not features (called once the data passed every check,
+    so that an error stays the only line)."""
+    if data.left_out:
+        log.warning("%s: %d column%s not numeric and left out of the features: %s (use a class column with --label)",
+                    path, len(data.left_out), "s are" if len(data.left_out) > 1 else " is",
+                    preview([repr(c) for c in data.left_out], 8))
 
 
 def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:

@@ -73,6 +73,8 @@ class ReadOptions:
                    (.gctx, .h5ad) leave the others out, e.g. ``embed`` needs none of the LINCS metadata
     sep:           delimiter of a text table (None: tab for .tsv/.txt, else sniffed from the head of the
                    file: comma, semicolon, tab or pipe)
+    na_values:     extra tokens that mark a missing value in a text table (``--na-values``), on top of
+                   pandas' usual set (empty, NA, N/A, NaN, nan, NULL, null, None, #N/A, -NaN, ...)
     """
 
     layer: str | None = None
@@ -80,6 +82,7 @@ class ReadOptions:
     id_column: str | None = None
     smiles_column: str | None = None
     obs_columns: tuple[str, ...] | None = None
+    na_values: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
 

@@ -99,6 +99,22 @@ def resolve_data(path, fmt: str | None):
     return _SPOOLED[key]
 
 
+#: what messages call data read from ``-``
+STDIN_NAME = "standard input"
+
+
+def is_spooled_stdin(path) -> bool:
+    """Whether ``path`` is this process's copy of standard input (see :func:`resolve_data`)."""
+    return isinstance(path, (str, os.PathLike)) and Path(path) in _SPOOLED.values()
+
+
+def name_stdin(text: str) -> str:
+    """``text`` (a message) with this process's temporary copies of standard input called "standard input"."""
+    for path in _SPOOLED.values():
+        text = text.replace(str(path), STDIN_NAME).replace(str(path.parent), STDIN_NAME)
+    return text
+
+
 def _spool_stdin(ext: str) -> Path:
     import atexit
     import shutil

@@ -51,6 +51,8 @@ class TableSource:
         if head.shape[1] == 0 or (len(head) == 0 and not self.is_parquet):
             raise InputError(f"{path}: no rows or columns found; is the file empty or not a table?")
         self.columns = [str(c) for c in head.columns]
+        if not self.is_parquet:
+            check_unique_header(path, _split(next(iter(_head_lines(path)), ""), self._csv_options()["sep"]))
         self.id_column = pick_column(self.columns, options.id_column, ID_COLUMNS, path, "id")
         self.smiles_column = pick_column(self.columns, options.smiles_column, SMILES_COLUMNS, path, "SMILES")
         self.kind = "molecules" if self.smiles_column else "table"
@@ -68,7 +70,8 @@ class TableSource:
                 name = self.path.name.lower()
                 self._dialect = sniff_delimiter(self.path, "\t" if (".tsv" in name or ".txt" in name) else ",")
         sep, decimal_comma = self._dialect
-        return {"sep": sep, "decimal": "," if decimal_comma else "."}
+        extra = {"na_values": list(self.options.na_values)} if self.options.na_values else {}
+        return {"sep": sep, "decimal": "," if decimal_comma else ".", **extra}
 
     def _read(self, **kwargs) -> pd.DataFrame:
         try:
@@ -111,6 +114,18 @@ class TableSource:
         if len(frame) == 0:
             raise InputError(f"{self.path}: the table has a header but no rows")
         return batch_from_frame(frame, self.id_column, 0)
+
+
+def check_unique_header(path, names: list[str]) -> None:
+    """An InputError naming a column name that occurs twice in a header line (pandas would silently
+    rename the second 'alcohol' to 'alcohol.1')."""
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names):
+        name = name.strip().lstrip("\ufeff")
+        if name and name in seen:
+            raise InputError(f"{path}: the column name {name!r} occurs more than once in the header (columns "
+                             f"{seen[name] + 1} and {j + 1}); rename one of them (it would be read as {name + '.1'!r})")
+        seen[name] = j
 
 
 #: delimiters a text table may use, in order of preference when counts tie
