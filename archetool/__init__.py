@@ -10,15 +10,24 @@ Python API (heavy libraries load on first use)::
     model = archetool.fit(adata, model="nvae", label="bulk_labels")   # an AnnData in memory
     model.embed(adata)              # fills adata.obsm["X_nvae"], adata.obs["nvae_pred_label"]
     archetool.pl.kl_bars(model)     # figures: archetool.pl
+
+    archetool.settings.verbosity = "warning"   # quiet (default "info"); or fit(..., verbose=False)
 """
 
 __version__ = "0.1.0"
 
+from archetool._settings import settings  # noqa: E402  (logging only: no heavy import)
 
-def fit(data, **options):
+
+def fit(data, verbose=None, **options):
     """Train a model on ``data``; keywords are the :class:`archetool.fitting.FitOptions` fields
     (model, side, label, k, epochs, out, layer, likelihood, device, ...). Returns an
-    :class:`archetool.model.ArchetoolModel`.
+    :class:`archetool.model.ArchetoolModel`; its ``repr`` shows its directory and held-out scores.
+
+    Like the CLI it reports on stderr where the model was saved, the epoch losses (a progress bar on a
+    terminal or in a notebook) and the scores. ``verbose``: False (or ``"warning"``) for warnings only,
+    True / ``"info"`` / ``"debug"``; None: :data:`archetool.settings` ``.verbosity``. Under configured
+    logging (``logging.basicConfig``, pytest) the ``"archetool"`` logger's records go there instead.
 
     ``data``: a file path; an AnnData (``X`` or ``layer=``; ``side``/``label`` are ``obs`` keys); a pandas
     DataFrame (numeric columns are the features, or a SMILES column holds molecules); or a 2-D numpy array
@@ -27,12 +36,14 @@ def fit(data, **options):
     import os
 
     from archetool.fitting import FitOptions, fit as _fit
+    from archetool._settings import api_logging
 
     if isinstance(options.get("side"), str):
         options["side"] = [options["side"]]
     if isinstance(data, os.PathLike):
         data = str(data)
-    return _fit(FitOptions(data=data, **options))
+    with api_logging(verbose):
+        return _fit(FitOptions(data=data, **options))
 
 
 def __getattr__(name):
@@ -50,4 +61,4 @@ def load(directory, device: str = "cpu"):
     return ArchetoolModel.load(directory, device=device)
 
 
-__all__ = ["fit", "load", "pl", "__version__"]
+__all__ = ["fit", "load", "pl", "settings", "__version__"]

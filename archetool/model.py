@@ -51,6 +51,26 @@ class ArchetoolModel:
     def kind(self) -> str:
         return self.module.kind
 
+    def __repr__(self) -> str:
+        """Model kind, directory, the data it was fitted on and its held-out scores (config summary and history)."""
+        summary = self.config.get("summary") or {}
+        n_params = sum(p.numel() for p in self.module.parameters())
+        lines = [f"ArchetoolModel: {self.kind}, {len(self.prep.feature_names):,} features -> latent "
+                 f"{self.module.latent_dim} ({n_params:,} parameters)",
+                 f"    directory: {self.directory if self.directory is not None else 'not saved (model.save(DIR))'}"]
+        if self.config.get("data") is not None:
+            rows = (f", {summary['rows']:,} rows ({summary.get('train_rows', 0):,} train, {summary.get('val_rows', 0):,} "
+                    "held out)") if "rows" in summary else ""
+            epochs = (f", {summary['epochs_run']} epochs (best {summary.get('best_epoch')})"
+                      if "epochs_run" in summary else "")
+            lines.append(f"    fitted on: {self.config['data']}{rows}{epochs}")
+        best = next((r for r in self.history if r.get("epoch") == summary.get("best_epoch")), None)
+        scores = {k: best[k] for k in ("val_loss", "val_recon_mse") if best is not None and k in best}
+        scores.update((k, v) for k, v in summary.items() if k.startswith("val_") and k != "val_rows")
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items())
+        lines.append(f"    held-out scores: {shown or 'none recorded'}")
+        return "\n".join(lines)
+
     @property
     def device(self):
         return next(self.module.parameters()).device

@@ -10,6 +10,27 @@ log = logging.getLogger("archetool")
 SHOWN = ("train_loss", "val_loss", "val_side_mse", "val_accuracy", "beta")
 
 
+def in_notebook() -> bool:
+    """True in a Jupyter kernel that can show rich's live bar (it draws it in an ipywidgets Output)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    if type(shell).__name__ != "ZMQInteractiveShell":
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:  # plain lines then, rather than a bar that never redraws
+        return False
+    return True
+
+
+def want_bar(bar: bool | None) -> bool:
+    """``bar`` if given; else a bar when info lines are on (not ``-q`` / verbosity "warning") and stderr is a
+    terminal or this is a notebook."""
+    if bar is not None:
+        return bar
+    return log.isEnabledFor(logging.INFO) and (sys.stderr.isatty() or in_notebook())
+
+
 def format_record(record: dict, total: int, restarts: int = 1) -> str:
     parts = [f"restart {record['restart']}/{restarts}"] if "restart" in record else []
     parts.append(f"epoch {record['epoch']}/{total}")
@@ -23,14 +44,14 @@ def format_record(record: dict, total: int, restarts: int = 1) -> str:
 class EpochReporter:
     """Callable ``reporter(record)`` after each epoch; use as a context manager.
 
-    enabled=False silences it (non-zero DDP ranks); ``bar=None`` picks a bar only when stderr is a TTY.
+    enabled=False silences it (non-zero DDP ranks); ``bar=None``: see :func:`want_bar`.
     ``total`` epochs per restart; with ``restarts`` > 1 records carry ``"restart"`` (1-based) and the bar
     runs over all restarts' epochs. ``start``: epochs already done (resume).
     """
 
     def __init__(self, total: int, enabled: bool = True, bar: bool | None = None, start: int = 0, restarts: int = 1):
         self.total, self.enabled, self.restarts = total, enabled, restarts
-        self.use_bar = enabled and (sys.stderr.isatty() if bar is None else bar)
+        self.use_bar = enabled and want_bar(bar)
         self.start = start
         self._progress = None
         self._task = None
@@ -70,8 +91,8 @@ PLAIN_INTERVAL = 10.0
 class RowProgress:
     """Progress of long row-wise work (embed, featurisation, analyses): ``update(n)`` after each n rows.
 
-    On a terminal (``bar=None`` and stderr a TTY, or ``bar=True``) a rich bar on stderr; otherwise plain
-    log lines ``<what>: 12,000 of 50,000 rows (1,234 rows/s)`` at most every ``interval`` seconds
+    On a terminal or in a notebook (``bar=None``, see :func:`want_bar`; or ``bar=True``) a rich bar on
+    stderr; otherwise plain log lines ``<what>: 12,000 of 50,000 rows (1,234 rows/s)`` at most every ``interval`` seconds
     (default :data:`PLAIN_INTERVAL`, or ``ARCHETOOL_PROGRESS_INTERVAL``), so pipelines and log files see
     that work goes on without a line per chunk. ``total``: rows expected, None if unknown. Thread-safe.
     """
@@ -82,7 +103,7 @@ class RowProgress:
         import threading
 
         self.what, self.total, self.enabled = what, total, enabled
-        self.use_bar = enabled and (sys.stderr.isatty() if bar is None else bar)
+        self.use_bar = enabled and want_bar(bar)
         if interval is None:
             interval = float(os.environ.get("ARCHETOOL_PROGRESS_INTERVAL", PLAIN_INTERVAL))
         self.interval = interval
