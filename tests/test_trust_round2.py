@@ -477,7 +477,9 @@ def test_the_unguarded_readme_example_of_issue_15_runs_as_a_script(tmp_path):
     (tmp_path / "x.py").write_text(script)
     run = subprocess.run([sys.executable, "x.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=ENV)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split() == ["1000"] and "worker process" not in run.stderr
+    assert run.stdout.split() == ["1000"] and "worker process died" not in run.stderr
+    # the API reports (issue 15 item 12): featurising in this process, and where the model went
+    assert "featurising in this process" in run.stderr and "saved deepaa model to mols.archetool" in run.stderr
 
 
 def test_an_unguarded_script_featurises_in_process_and_a_guarded_one_uses_workers(tmp_path):
