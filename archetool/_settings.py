@@ -2,7 +2,8 @@
 
 As in scanpy and scvi-tools, ``archetool.fit`` logs by default the lines the CLI prints (data read, epoch
 losses or a progress bar, where the model was saved and its held-out scores) on stderr, through the
-``"archetool"`` logger. Its handler is added only for the call and only when nobody configured logging
+``"archetool"`` logger; so do the model's ``embed``, ``archetypes``, ``sample`` and ``interpolate``
+(e.g. the generated molecules' validity and novelty). Its handler is added only for the call and only when nobody configured logging
 (no handler on the ``"archetool"`` or the root logger): under the CLI, under pytest's ``caplog`` or after
 ``logging.basicConfig`` the records go to those handlers instead, never twice.
 """
@@ -77,10 +78,39 @@ class _Handler(logging.StreamHandler):
         pass
 
 
+_depth = [0]  # API calls in progress: a call made by another (sample -> embed) changes nothing
+
+
 @contextlib.contextmanager
 def api_logging(verbose=None):
     """Around one API call: log at ``verbose`` (None: ``settings.verbosity``) on stderr unless logging is
-    configured elsewhere; then the level is set only if ``verbose`` or ``settings.verbosity`` was given."""
+    configured elsewhere; then the level is set only if ``verbose`` or ``settings.verbosity`` was given.
+    Inside another API call it does nothing (the outer call's settings hold)."""
+    if _depth[0]:
+        yield
+        return
+    _depth[0] += 1
+    try:
+        with _api_logging(verbose):
+            yield
+    finally:
+        _depth[0] -= 1
+
+
+def reports(method):
+    """Decorator: the method runs under :func:`api_logging` (``settings.verbosity``)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with api_logging():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _api_logging(verbose):
     explicit = verbose is not None or settings._explicit
     level = level_of(settings.verbosity if verbose is None else verbose)
     handler = None if _logging_configured() else _Handler()

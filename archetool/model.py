@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from archetool._settings import reports
 from archetool.atomic import atomic_path, write_text_atomic
 from archetool.data.prepare import InferenceChunk, Preprocessing, infinite_value_error, iter_inference_chunks
 from archetool.errors import InputError, ModelDirError, first_line
@@ -310,6 +311,7 @@ class ArchetoolModel:
         probe = np.zeros((1, len(self.prep.feature_names)), np.float32)
         return {key: value[:0] for key, value in self._forward_rows(probe, 0, 1).items()}
 
+    @reports
     def embed(self, data, batch_size: int = 4096, inplace: bool = True) -> pd.DataFrame:
         """Embed ``data`` (a file path, an AnnData, a DataFrame or an array with the model's feature
         columns) and return the embedding table: id column, z0.., the model's columns (Python API).
@@ -344,6 +346,7 @@ class ArchetoolModel:
             return None
         return analysis_rows(self, data)
 
+    @reports
     def archetypes(self, data=None) -> pd.DataFrame:
         """The archetypes (deepaa: a0..; nvae/svqvae: one row per class code) with their latent points,
         nearest real molecules where the rows hold SMILES, predicted side values and decoded features in
@@ -354,6 +357,7 @@ class ArchetoolModel:
 
         return adapter(self.kind).archetypes_table(self, analysis_rows(self, data))
 
+    @reports
     def interpolate(self, start: str | None = None, end: str | None = None, steps: int = 10,
                     grid: int | None = None, data=None) -> pd.DataFrame:
         """Decode ``steps`` points on the straight latent line from ``start`` to ``end`` (an archetype a0..,
@@ -372,6 +376,7 @@ class ArchetoolModel:
             raise ArchetoolError("interpolate needs --start and --end (or --grid N for deepaa)")
         return analysis.interpolate(self, start, end, steps, rows)
 
+    @reports
     def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, archetype: str | None = None,
                spread: float = 0.2, weights: list[float] | None = None, seed: int = 0,
                data: str | Path | None = None, target: dict | list[str] | None = None,

@@ -160,3 +160,17 @@ def test_notebook_detection(monkeypatch):
     fake.get_ipython = lambda: None  # IPython imported, but no kernel
     monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets"))
     assert progress.in_notebook() is False
+
+
+def test_an_api_call_inside_another_keeps_the_outer_verbosity(monkeypatch):
+    """sample() calls embed(): the inner call must not undo fit(verbose=False) or the outer level."""
+    from archetool import _settings
+
+    monkeypatch.setattr(_settings.settings, "_explicit", True)  # verbosity "info", set by the user
+    log = logging.getLogger("archetool")
+    old = log.level
+    with _settings.api_logging(False):
+        with _settings.api_logging():
+            assert log.level == logging.WARNING
+        assert log.level == logging.WARNING
+    assert log.level == old
