@@ -25,6 +25,14 @@ from archetool.models.base import ArchetoolModule
 from archetool.models.layers import gaussian_kl_standard, mlp
 
 _LOG_VAR_MIN, _LOG_VAR_MAX = -10.0, 10.0
+#: defaults of the remedies for an unused (collapsed) shared latent; see the NVAE class docstring
+FREE_BITS, KL_WARMUP = 0.0, 0
+CLASS_WEIGHTS = (None, "balanced")
+
+
+def auto_class_dim(n_classes: int) -> int:
+    """Default class latent size: K - 1 (the K fixed means are then a regular simplex), at least 1, at most 8."""
+    return int(min(8, max(1, n_classes - 1)))
 
 
 def make_class_means(n_classes: int, class_dim: int, separation: float = 4.0, seed: int = 0) -> torch.Tensor:
@@ -98,12 +106,14 @@ class NVAE(ArchetoolModule):
 
     kind = "nvae"
     needs = ("label",)
+    #: what configs saved before these hyper-parameters existed were trained with
+    saved_defaults = {"free_bits": 0.0, "kl_warmup": 0, "class_weight": None, "input_dropout": 0.0}
 
     def __init__(
         self,
         n_features: int,
         n_classes: int,
-        class_dim: int = 8,
+        class_dim: int | None = None,
         shared_dim: int = 4,
         hidden=(256, 128),
         likelihood: str = "gaussian",
@@ -112,12 +122,20 @@ class NVAE(ArchetoolModule):
         decoder_sees_label: bool = False,
         class_prior=None,
         dropout: float = 0.0,
+        free_bits: float = FREE_BITS,
+        kl_warmup: int = KL_WARMUP,
+        class_weight: str | None = None,
+        input_dropout: float = 0.0,
     ):
         super().__init__(n_features, likelihood)
         if n_classes < 1:
             raise ValueError("n_classes must be >= 1")
+        if float(free_bits) < 0 or int(kl_warmup) < 0:
+            raise ValueError("free_bits and kl_warmup must be >= 0")
+        if class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"unknown class_weight {class_weight!r}; choose one of {list(CLASS_WEIGHTS)}")
         self.n_classes = int(n_classes)
-        self.class_dim = int(class_dim)
+        self.class_dim = auto_class_dim(self.n_classes) if class_dim is None else int(class_dim)
         self.shared_dim = int(shared_dim)
         self.hidden = [int(h) for h in hidden]
         self.likelihood_name = str(likelihood)
@@ -126,6 +144,13 @@ class NVAE(ArchetoolModule):
         self.decoder_sees_label = bool(decoder_sees_label)
         self.class_prior_arg = None if class_prior is None else [float(v) for v in class_prior]
         self.dropout = float(dropout)
+        self.free_bits = float(free_bits)
+        self.kl_warmup = int(kl_warmup)
+        self.class_weight = class_weight
+        if not 0.0 <= float(input_dropout) < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        self.input_dropout = float(input_dropout)
+        self.kl_scale = 1.0  # the KL warm-up's current weight (1 outside training)
 
         if self.class_prior_arg is None:
             prior = torch.full((self.n_classes,), 1.0 / self.n_classes)
@@ -164,6 +189,10 @@ class NVAE(ArchetoolModule):
             "decoder_sees_label": self.decoder_sees_label,
             "class_prior": None if self.class_prior_arg is None else list(self.class_prior_arg),
             "dropout": self.dropout,
+            "free_bits": self.free_bits,
+            "kl_warmup": self.kl_warmup,
+            "class_weight": self.class_weight,
+            "input_dropout": self.input_dropout,
         }
 
     @property
@@ -176,7 +205,10 @@ class NVAE(ArchetoolModule):
 
     # --- pieces -------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (n, p) -> mu (n, d), log_var (n, d), class logits (n, K); d = class_dim + shared_dim."""
+        """x (n, p) -> mu (n, d), log_var (n, d), class logits (n, K); d = class_dim + shared_dim.
+        Input dropout applies in training mode only."""
+        if self.training and self.input_dropout > 0:
+            x = F.dropout(x, self.input_dropout, training=True)
         h = self.encoder(x)
         log_var = self.log_var_head(h).clamp(_LOG_VAR_MIN, _LOG_VAR_MAX)
         return self.mu_head(h), log_var, self.classifier(h)
@@ -226,11 +258,25 @@ class NVAE(ArchetoolModule):
         kl_c, kl_s = self._kl_terms(mu, log_var, labels)
         kl_class = kl_c.sum(1).mean()
         kl_shared = kl_s.sum(1).mean()
+        # free bits: each shared dimension's batch-mean KL below free_bits nats costs nothing
+        kl_shared_cost = kl_s.mean(0).clamp_min(self.free_bits).sum() if self.free_bits > 0 else kl_shared
         log_py = self.log_prior[labels].mean()
-        classifier = F.cross_entropy(logits, labels)
-        loss = recon + kl_shared + self.beta_c * kl_class - log_py + classifier
+        weight = None
+        if self.class_weight == "balanced":  # 1 / (K p(y)): every class weighs the same in total
+            weight = torch.exp(-self.log_prior) / self.n_classes
+        classifier = F.cross_entropy(logits, labels, weight=weight)
+        loss = recon + self.kl_scale * (kl_shared_cost + self.beta_c * kl_class) - log_py + classifier
         terms = {"loss": loss, "recon": recon, "kl_shared": kl_shared, "kl_class": kl_class, "classifier": classifier}
         return self.add_token_loss(terms, batch, self.condition(z, labels))
+
+    def annealing_epochs(self, n_epochs: int) -> int:
+        """KL warm-up length: min(kl_warmup, n_epochs // 4) epochs (early stopping ignores them)."""
+        return min(self.kl_warmup, n_epochs // 4)
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        """The KL terms' weight grows linearly from 0 to 1 over the warm-up epochs."""
+        warm = self.annealing_epochs(n_epochs)
+        self.kl_scale = min(1.0, epoch / warm) if warm > 0 else 1.0
 
     @property
     def condition_dim(self) -> int:

@@ -60,7 +60,10 @@ distances first *rise* for 10-15 epochs even as held-out accuracy climbs (LINCS-
 loss 35.6 at epoch 2, 38.1 at epoch 8, 31.2 at epoch 30; accuracy 0.40 -> 0.56 -> 0.57), so a
 patience of 15 kept epoch 2-6 models (``margin_warmup=0``: 0.457 held-out accuracy against 0.571).
 
-Prediction: nearest code argmin_k ||z_e - e_k||.
+Prediction: nearest code argmin_k ||z_e - e_k||. Probabilities (``embed``'s "probs", for log loss and
+calibrated confidence): softmax_k(-||z_e - e_k||^2 / T), the same argmax; ``fit`` sets the temperature T
+to the value that minimises the log loss on its validation rows (:func:`fit_temperature`; a single number,
+so it cannot overfit them), and saves it with the hyper-parameters. Models saved before it existed use T = 1.
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ def _sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).sum(-1)
 
 
+def fit_temperature(sq_dist: torch.Tensor, labels: torch.Tensor, n_grid: int = 241) -> float:
+    """The T > 0 minimising the cross-entropy of softmax(-sq_dist / T) on sq_dist (n, K), labels (n,).
+
+    The targets are the labels smoothed by one pseudo-row, (1 - e) onehot + e / K with e = 1 / (n + 1):
+    with every row right (often, on a few validation rows) the plain log loss falls without end as T -> 0,
+    which would make every later mistake cost without bound. A log-spaced grid from 1e-3 to 1e3 times the
+    median squared distance (neighbouring values differ by 6 %: a 1-D search needs nothing finer).
+    """
+    sq_dist = sq_dist.double()
+    n, k = sq_dist.shape
+    eps = 1.0 / (n + 1)
+    scale = float(sq_dist.median().clamp_min(1e-12))
+    grid = scale * torch.logspace(-3, 3, n_grid, dtype=torch.float64)
+    log_p = (-sq_dist[None] / grid[:, None, None]).log_softmax(-1)  # (g, n, K)
+    own = log_p.gather(-1, labels.long()[None, :, None].expand(len(grid), -1, 1))[..., 0]  # (g, n)
+    loss = -((1 - eps) * own + eps * log_p.mean(-1)).mean(1)
+    return float(grid[int(loss.argmin())])
+
+
 def auto_code_dim(n_classes: int) -> int:
     """Default code size: two dimensions per class, at least 16 and at most 128."""
     return int(min(max(16, 2 * n_classes), 128))
@@ -105,6 +127,7 @@ class SVQVAE(ArchetoolModule):
 
     kind = "svqvae"
     needs = ("label",)
+    saved_defaults = {"temperature": None}
 
     def __init__(
         self,
@@ -121,6 +144,7 @@ class SVQVAE(ArchetoolModule):
         input_dropout: float = 0.2,
         margin_warmup: int = 20,
         dropout: float = 0.0,
+        temperature: float | None = None,
     ):
         super().__init__(n_features, likelihood)
         if repulsion not in REPULSIONS:
@@ -147,6 +171,9 @@ class SVQVAE(ArchetoolModule):
         self.input_dropout = float(input_dropout)
         self.margin_warmup = int(margin_warmup)
         self.dropout = float(dropout)
+        if temperature is not None and not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = None if temperature is None else float(temperature)  # set by fit (None: 1)
         self.margin_scale = 1.0  # the warm-up's current fraction of the margin (1 outside training)
 
         self.encoder = mlp(self.n_features, self.hidden, self.code_dim, self.dropout)
@@ -171,6 +198,7 @@ class SVQVAE(ArchetoolModule):
             "input_dropout": self.input_dropout,
             "margin_warmup": self.margin_warmup,
             "dropout": self.dropout,
+            "temperature": self.temperature,
         }
 
     @property
@@ -250,12 +278,14 @@ class SVQVAE(ArchetoolModule):
     # --- inference ----------------------------------------------------------------------------
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(n, p) -> {"z": z_e (n, D), "pred": nearest code (n,) long,
-        "distance": Euclidean distance to it (n,), "distances": to every code (n, K)}."""
+        """(n, p) -> {"z": z_e (n, D), "pred": nearest code (n,) long, "distance": Euclidean distance to it
+        (n,), "distances": to every code (n, K), "probs": softmax(-distances^2 / T) (n, K)}."""
         z = self.encode(x)
-        distances = sq_distances(z, self.codebook.weight).clamp_min(0).sqrt()
+        sq = sq_distances(z, self.codebook.weight).clamp_min(0)
+        distances = sq.sqrt()
         distance, pred = distances.min(1)
-        return {"z": z, "pred": pred, "distance": distance, "distances": distances}
+        probs = (-sq / (self.temperature or 1.0)).softmax(1)
+        return {"z": z, "pred": pred, "distance": distance, "distances": distances, "probs": probs}
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
