@@ -109,7 +109,7 @@ def test_free_bits_and_kl_warmup():
 def test_old_configs_keep_their_training_behaviour():
     """Configs saved before the new hyper-parameters existed rebuild with what they were trained with."""
     old = NVAE.from_hparams({"n_features": 4, "n_classes": 3, "class_dim": 8, "shared_dim": 4})
-    assert (old.free_bits, old.kl_warmup, old.class_weight, old.input_dropout) == (0.0, 0, None, 0.0)
+    assert (old.free_bits, old.kl_warmup, old.class_weight, old.linear_classifier) == (0.0, 0, None, None)
     assert old.class_dim == 8
     assert NVAE(4, 3).class_dim == 2 and NVAE(4, 12).class_dim == 8  # the new default: K - 1, at most 8
     sv = SVQVAE.from_hparams({"n_features": 4, "n_classes": 3})
