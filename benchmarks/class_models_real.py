@@ -163,6 +163,28 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+def compare(paths: list[str]) -> str:
+    """Before/after table from per-seed CSVs of this benchmark (``--compare BEFORE.csv AFTER.csv ...``): mean
+    accuracy / balanced accuracy / log loss per data set and method; logistic regression from whichever
+    file has it (same splits and seeds: its figures do not depend on archetool's defaults)."""
+    frames = [pd.read_csv(p).assign(run=Path(p).stem) for p in paths]
+    before, after = frames[0], pd.concat(frames[1:])
+    rows = []
+    for name in after["dataset"].unique():
+        row = {"data": name}
+        lr = pd.concat([before, after])
+        lr = lr[(lr["dataset"] == name) & (lr["method"] == "logistic")].drop_duplicates(["seed"])
+        row["logistic acc / bal"] = f"{lr['accuracy'].mean():.3f} / {lr['balanced_accuracy'].mean():.3f}" if len(lr) else "n/a"
+        for kind in ("nvae", "svqvae"):
+            for tag, frame in (("before", before), ("after", after)):
+                sel = frame[(frame["dataset"] == name) & (frame["method"] == kind)]
+                row[f"{kind} {tag} acc / bal / log loss"] = (
+                    f"{sel['accuracy'].mean():.3f} / {sel['balanced_accuracy'].mean():.3f} / {sel['log_loss'].mean():.2f}"
+                    if len(sel) else "n/a")
+        rows.append(row)
+    return markdown(rows)
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="pbmc,plate,digits,wine")
@@ -172,7 +194,11 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--set", action="append", default=[], help="MODEL:KEY=VALUE (JSON value) for nvae or svqvae")
     parser.add_argument("--plain-scaling", action="store_true", help="plain mean/SD scaling (no robust outlier rule)")
     parser.add_argument("--name", default="class_models_real")
+    parser.add_argument("--compare", nargs="+", help="print a before/after table from per-seed CSVs and exit")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare))
+        return None
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -27,7 +27,7 @@ from archetool.models.layers import gaussian_kl_standard, mlp
 _LOG_VAR_MIN, _LOG_VAR_MAX = -10.0, 10.0
 #: defaults of the remedies for an unused (collapsed) shared latent; see the NVAE class docstring
 FREE_BITS, KL_WARMUP = 0.0, 0
-#: q(y|x) adds a linear read-out of x (dropout LINEAR_HEAD_DROPOUT on its input) to the trunk's logits
+#: q(y|x) averages the trunk's logits with a linear read-out of x (dropout LINEAR_HEAD_DROPOUT on its input)
 LINEAR_HEAD, LINEAR_HEAD_DROPOUT = True, 0.5
 CLASS_WEIGHTS = (None, "balanced")
 
@@ -219,13 +219,21 @@ class NVAE(ArchetoolModule):
 
     # --- pieces -------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (n, p) -> mu (n, d), log_var (n, d), class logits (n, K); d = class_dim + shared_dim."""
-        logits = 0.0
+        """x (n, p) -> mu (n, d), log_var (n, d), class logits (n, K); d = class_dim + shared_dim.
+
+        With ``linear_head`` the logits are the mean of the trunk's and the linear read-out's: q(y|x) is the
+        normalised geometric mean of the two classifiers."""
+        mu, log_var, trunk, linear = self._encode_heads(x)
+        return mu, log_var, trunk if linear is None else 0.5 * (trunk + linear)
+
+    def _encode_heads(self, x: torch.Tensor):
+        """x (n, p) -> mu, log_var (n, d), the trunk's logits (n, K), the linear read-out's logits (n, K) or None."""
+        linear = None
         if self.linear_classifier is not None:
-            logits = self.linear_classifier(F.dropout(x, LINEAR_HEAD_DROPOUT, training=self.training))
+            linear = self.linear_classifier(F.dropout(x, LINEAR_HEAD_DROPOUT, training=self.training))
         h = self.encoder(x)
         log_var = self.log_var_head(h).clamp(_LOG_VAR_MIN, _LOG_VAR_MAX)
-        return self.mu_head(h), log_var, self.classifier(h) + logits
+        return self.mu_head(h), log_var, self.classifier(h), linear
 
     def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return t[:, : self.class_dim], t[:, self.class_dim :]
@@ -266,7 +274,7 @@ class NVAE(ArchetoolModule):
         recon = -log p(x|z,y) at one reparameterised z, classifier = -log q(y|x).
         """
         x, labels = batch["x"], batch["label"].long()
-        mu, log_var, logits = self.encode(x)
+        mu, log_var, logits, linear = self._encode_heads(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
         recon = self.likelihood.nll(self._decoder_out(z, labels), x).mean()
         kl_c, kl_s = self._kl_terms(mu, log_var, labels)
@@ -279,6 +287,8 @@ class NVAE(ArchetoolModule):
         if self.class_weight == "balanced":  # 1 / (K p(y)): every class weighs the same in total
             weight = torch.exp(-self.log_prior) / self.n_classes
         classifier = F.cross_entropy(logits, labels, weight=weight)
+        if linear is not None:  # each head is trained as a classifier of its own (the trunk as without it)
+            classifier = classifier + F.cross_entropy(linear, labels, weight=weight)
         loss = recon + self.kl_scale * (kl_shared_cost + self.beta_c * kl_class) - log_py + classifier
         terms = {"loss": loss, "recon": recon, "kl_shared": kl_shared, "kl_class": kl_class, "classifier": classifier}
         return self.add_token_loss(terms, batch, self.condition(z, labels))
