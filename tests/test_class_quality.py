@@ -113,7 +113,7 @@ def test_old_configs_keep_their_training_behaviour():
     assert old.class_dim == 8
     assert NVAE(4, 3).class_dim == 2 and NVAE(4, 12).class_dim == 8  # the new default: K - 1, at most 8
     sv = SVQVAE.from_hparams({"n_features": 4, "n_classes": 3})
-    assert sv.temperature is None  # T = 1 as before
+    assert sv.temperature is None and sv.code_init == "random"  # T = 1 as before
     out = sv.eval().embed(torch.randn(5, 4))
     assert torch.allclose(out["probs"], (-out["distances"] ** 2).softmax(1), atol=1e-5)
 
@@ -127,3 +127,28 @@ def test_fit_temperature_finds_the_generating_one():
     perfect = torch.full((10, 3), 4.0)
     perfect[:, 0] = 0.0
     assert fit_temperature(perfect, torch.zeros(10, dtype=torch.long)) > 0.5
+
+
+def test_svqvae_codes_start_at_the_class_centroids():
+    """code_init="centroids" (the default): the codes' pairwise distances start as the class centroids'
+    (the centroids have K - 1 <= D principal axes, so the projection keeps them exactly, up to scale)."""
+    from scipy.stats import spearmanr
+
+    from archetool.analysis.svqvae import code_distances
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 20)
+    x = rng.normal(size=(5, 30))[y] * rng.uniform(0.2, 3, size=(5, 1))[y] + 0.1 * rng.normal(size=(100, 30))
+    model = SVQVAE(30, 5)
+    model.init_from_data({"x": x.astype(np.float32), "label": y})
+    codes = model.codes().numpy()
+    assert np.abs(codes).max() == pytest.approx(1.0)  # scaled to the tanh box
+    centroids = np.stack([x[y == k].mean(0) for k in range(5)])
+    iu = np.triu_indices(5, 1)
+    ratio = code_distances(codes)[iu] / code_distances(centroids)[iu]
+    assert np.allclose(ratio, ratio[0], rtol=1e-4)
+    random = SVQVAE(30, 5, code_init="random")
+    before = random.codes()
+    random.init_from_data({"x": x, "label": y})
+    assert torch.equal(before, random.codes())
+    assert spearmanr(code_distances(codes)[iu], code_distances(centroids)[iu]).statistic > 0.99

@@ -94,7 +94,10 @@ class NVAE(ArchetoolModule):
     n_features: p; n_classes: K; class_dim / shared_dim: sizes of z_c / z_s; hidden: encoder widths
     (decoder mirrors them); beta_c: weight of the class-latent KL; class_separation: norm of each
     fixed class mean m_y; decoder_sees_label: also feed onehot(y) to the decoder; class_prior:
-    p(y) as K non-negative floats (normalised; default uniform).
+    p(y) as K non-negative floats (normalised; default uniform); free_bits: nats of each shared dimension's
+    batch-mean KL that cost nothing; kl_warmup: epochs over which the KL terms' weight rises from 0 to 1
+    (ignored by early stopping); class_weight: None | "balanced" (the classifier's cross-entropy weighted by
+    1 / (K p(y))); linear_head: see below.
 
     Defaults, and why: beta_c = 2. With beta_c = 1 a factor shared by all classes costs the same in
     z_c as in z_s and lands in either (both seen across seeds); beta_c > 1 makes z_c dearer, so shared
@@ -106,16 +109,22 @@ class NVAE(ArchetoolModule):
     trained on samples at temperature 1.4 lost 6-8 points of accuracy; separation >= 6 did not).
 
     class_dim = None: K - 1 (at most 8): K fixed means need no more (a regular simplex), and the spare
-    class dimensions of small-K tables (wine: 6 of 8) were always inactive.
-    free_bits = 0.5, kl_warmup = 20 (issue 17): each shared dimension's batch-mean KL below 0.5 nats costs
-    nothing, and the KL terms' weight rises from 0 to 1 over the first 20 epochs (at most a quarter of the
-    run; early stopping ignores them). Without them wine's 4 shared dimensions all collapsed (0 active, 3
-    seeds); with them 4 of 4 were active, held-out accuracy unchanged (benchmarks/results/class_models_real.md).
-    linear_head = True: q(y|x) adds a linear read-out of x (input dropout 0.5 while training) to the MLP
-    trunk's logits. On small wide tables the trunk alone fell well short of logistic regression (LINCS
-    plate, 300 training signatures, 60 classes: 0.25 against 0.39); the linear path gives 0.34, and pbmc
-    gains 0.015. class_weight = "balanced" (cross-entropy weighted by 1 / (K p(y))) and input_dropout were
-    measured on pbmc and did not help (accuracy 0.805 and 0.821 against 0.814), so both stay off by default.
+    class dimensions of small-K tables were always inactive (wine, K = 3: 6 of 8).
+    linear_head = True (issue 17): q(y|x) is the normalised geometric mean of the trunk's classifier and a
+    linear read-out of x (input dropout 0.5 while training), each trained with its own cross-entropy, so
+    the trunk and the latents learn as without it. The trunk alone fell short of logistic regression on
+    wide tables with few rows per class (LINCS plate, 300 training signatures, 60 classes: 0.25 against
+    0.39; the LINCS-shaped set 0.39 against 0.56); figures with it in benchmarks/results/class_models_real.md.
+    (A jointly trained sum of the two heads did better on the plate, 0.34, but took the within-class
+    variation out of z_c: tests/test_model_nvae.py::test_class_information_lives_in_class_latent failed.)
+    free_bits, kl_warmup, class_weight: off by default, measured (3 seeds each). free_bits = 0.5 on the
+    shared latent made wine's 4 shared dimensions active (0 -> 4) at unchanged accuracy, but also moved the
+    class-dependent within-class variation from z_c to z_s (the same test fails, even at 0.1), and on both
+    latents it let a shared factor sit in z_c (test_beta_c_pushes_shared_factor_into_shared_latent fails);
+    a 20-epoch KL warm-up, alone or with free bits during the warm-up only, left wine at 0 active shared
+    dimensions (so the ELBO itself finds no shared factor in wine's 13 features worth its KL). class_weight
+    = "balanced" (cross-entropy weighted by 1 / (K p(y))) lowered both accuracy and balanced accuracy on pbmc
+    (0.805 / 0.664 against 0.814 / 0.671).
     """
 
     kind = "nvae"

@@ -60,6 +60,15 @@ distances first *rise* for 10-15 epochs even as held-out accuracy climbs (LINCS-
 loss 35.6 at epoch 2, 38.1 at epoch 8, 31.2 at epoch 30; accuracy 0.40 -> 0.56 -> 0.57), so a
 patience of 15 kept epoch 2-6 models (``margin_warmup=0``: 0.457 held-out accuracy against 0.571).
 
+Code initialisation (``code_init``, default "centroids", issue 17): before training, ``fit`` places the codes
+at the class centroids of the training rows (model space), projected on their first D principal axes and
+scaled so that the largest coordinate is 1 (the edge of the tanh box). The training objective says nothing
+about how the codes lie relative to each other, so from a random start their distances kept no trace of
+the classes' similarity: Spearman rho between code distances and class-centroid distances 0.00 on pbmc
+and 0.02 on the LINCS plate, like a random codebook (benchmarks/results/code_meaning_before.md); from
+the centroids training keeps much of that geometry (benchmarks/results/code_meaning.md). Models saved
+before this was added were trained from "random" (``saved_defaults``; it matters only in training).
+
 Prediction: nearest code argmin_k ||z_e - e_k||. Probabilities (``embed``'s "probs", for log loss and
 calibrated confidence): softmax_k(-||z_e - e_k||^2 / T), the same argmax; ``fit`` sets the temperature T
 to the value that minimises the log loss on its validation rows (:func:`fit_temperature`; a single number,
@@ -77,6 +86,9 @@ from archetool.models.base import ArchetoolModule
 from archetool.models.layers import mlp
 
 REPULSIONS = ("hinge", "unbounded")
+CODE_INITS = ("random", "centroids")
+#: code_init="centroids": the largest coordinate of the scaled centroids (the tanh box is [-1, 1])
+CODE_INIT_EDGE = 1.0
 
 
 def sq_distances(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -127,7 +139,7 @@ class SVQVAE(ArchetoolModule):
 
     kind = "svqvae"
     needs = ("label",)
-    saved_defaults = {"temperature": None}
+    saved_defaults = {"temperature": None, "code_init": "random"}
 
     def __init__(
         self,
@@ -145,6 +157,7 @@ class SVQVAE(ArchetoolModule):
         margin_warmup: int = 20,
         dropout: float = 0.0,
         temperature: float | None = None,
+        code_init: str = "centroids",
     ):
         super().__init__(n_features, likelihood)
         if repulsion not in REPULSIONS:
@@ -174,6 +187,9 @@ class SVQVAE(ArchetoolModule):
         if temperature is not None and not float(temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = None if temperature is None else float(temperature)  # set by fit (None: 1)
+        if code_init not in CODE_INITS:
+            raise ValueError(f"unknown code_init {code_init!r}; choose one of {list(CODE_INITS)}")
+        self.code_init = code_init
         self.margin_scale = 1.0  # the warm-up's current fraction of the margin (1 outside training)
 
         self.encoder = mlp(self.n_features, self.hidden, self.code_dim, self.dropout)
@@ -199,6 +215,7 @@ class SVQVAE(ArchetoolModule):
             "margin_warmup": self.margin_warmup,
             "dropout": self.dropout,
             "temperature": self.temperature,
+            "code_init": self.code_init,
         }
 
     @property
@@ -221,6 +238,29 @@ class SVQVAE(ArchetoolModule):
         return self.likelihood.mean(self.decoder(z))
 
     # --- training -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_from_data(self, arrays: dict) -> None:
+        """``code_init="centroids"``: start the codes at the class centroids of x, projected on their first D
+        principal axes and scaled so the largest coordinate is 0.5 (the random start's range); the codes'
+        distances then begin as the centroids' and training keeps much of that geometry."""
+        if self.code_init != "centroids" or "label" not in arrays:
+            return
+        import numpy as np
+
+        x, y = np.asarray(arrays["x"], np.float64), np.asarray(arrays["label"], np.int64)
+        counts = np.bincount(y, minlength=self.n_classes)
+        sums = np.zeros((self.n_classes, x.shape[1]))
+        np.add.at(sums, y, x)
+        centroids = sums / np.maximum(counts, 1)[:, None]
+        centred = centroids - centroids[counts > 0].mean(0)
+        u, sv, _ = np.linalg.svd(centred, full_matrices=False)
+        coords = np.zeros((self.n_classes, self.code_dim))
+        m = min(self.code_dim, len(sv))
+        coords[:, :m] = u[:, :m] * sv[:m]
+        coords[counts == 0] = np.random.default_rng(0).uniform(-0.5, 0.5, (int((counts == 0).sum()), self.code_dim))
+        scale = np.abs(coords[counts > 0]).max()
+        self.codebook.weight.copy_(torch.from_numpy(CODE_INIT_EDGE * coords / (scale if scale > 0 else 1.0)).float())
+
     def annealing_epochs(self, n_epochs: int) -> int:
         """Margin warm-up length: min(margin_warmup, n_epochs // 4) epochs (early stopping ignores them)."""
         return min(self.margin_warmup, n_epochs // 4)
