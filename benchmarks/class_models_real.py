@@ -163,12 +163,33 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+def summary_rows(table: pd.DataFrame, models: list[str]) -> list[dict]:
+    """One row per data set and metric, one column per method: mean ± SD over the seeds."""
+    rows = []
+    for name in table["dataset"].unique():
+        for metric in METRICS:
+            row = {"data": name, "metric": metric.replace("_", " ")}
+            for kind in models:
+                vals = table[(table["dataset"] == name) & (table["method"] == kind)][metric]
+                row[kind] = mean_sd(vals) if len(vals) else "n/a"
+            rows.append(row)
+    return rows
+
+
+def merge(paths: list[str]) -> str:
+    """The summary table from per-seed CSVs of several runs (``--merge A.csv B.csv ...``); a later file's
+    rows replace an earlier one's for the same data set, method and seed."""
+    table = pd.concat([pd.read_csv(p) for p in paths]).drop_duplicates(["dataset", "method", "seed"], keep="last")
+    return markdown(summary_rows(table, [m for m in ("logistic", "nvae", "svqvae") if m in set(table["method"])]))
+
+
 def compare(paths: list[str]) -> str:
     """Before/after table from per-seed CSVs of this benchmark (``--compare BEFORE.csv AFTER.csv ...``): mean
     accuracy / balanced accuracy / log loss per data set and method; logistic regression from whichever
     file has it (same splits and seeds: its figures do not depend on archetool's defaults)."""
     frames = [pd.read_csv(p).assign(run=Path(p).stem) for p in paths]
-    before, after = frames[0], pd.concat(frames[1:])
+    before = frames[0]
+    after = pd.concat(frames[1:]).drop_duplicates(["dataset", "method", "seed"], keep="last")
     rows = []
     for name in after["dataset"].unique():
         row = {"data": name}
@@ -195,9 +216,10 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--plain-scaling", action="store_true", help="plain mean/SD scaling (no robust outlier rule)")
     parser.add_argument("--name", default="class_models_real")
     parser.add_argument("--compare", nargs="+", help="print a before/after table from per-seed CSVs and exit")
+    parser.add_argument("--merge", nargs="+", help="print the summary table of per-seed CSVs (later files win) and exit")
     args = parser.parse_args(argv)
-    if args.compare:
-        print(compare(args.compare))
+    if args.compare or args.merge:
+        print(compare(args.compare) if args.compare else merge(args.merge))
         return None
     import logging
 
@@ -232,14 +254,7 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.DataFrame(records)
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / f"{args.name}.csv", index=False)
-    rows = []
-    for name in table["dataset"].unique():
-        for metric in METRICS:
-            row = {"data": name, "metric": metric.replace("_", " ")}
-            for kind in models:
-                vals = table[(table["dataset"] == name) & (table["method"] == kind)][metric]
-                row[kind] = mean_sd(vals)
-            rows.append(row)
+    rows = summary_rows(table, models)
     command = "OMP_NUM_THREADS=2 nice -n 10 python benchmarks/class_models_real.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [f"# nvae and svqvae against logistic regression on real tables", "",
              f"{machine()}; load before/after {load_average()}; {time.strftime('%Y-%m-%d')}; "

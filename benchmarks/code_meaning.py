@@ -56,7 +56,8 @@ def figure(code_dist: np.ndarray, cent_dist: np.ndarray, classes: list[str], tit
         ax.set_xticks(range(k), names, rotation=90, fontsize=fs)
         ax.set_yticks(range(k), names if ax is right else [], fontsize=fs)
         ax.set_title(f"distance between {what}", fontsize=10)
-        fig.colorbar(im, ax=ax, shrink=0.5, pad=0.01)
+        # the right panel's class names sit between it and its colour bar
+        fig.colorbar(im, ax=ax, shrink=0.5, pad=0.02 if ax is left else 0.02 + 0.012 * max(len(c) for c in classes))
     right.yaxis.tick_right()
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, path)
