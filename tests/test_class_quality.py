@@ -152,3 +152,17 @@ def test_svqvae_codes_start_at_the_class_centroids():
     random.init_from_data({"x": x, "label": y})
     assert torch.equal(before, random.codes())
     assert spearmanr(code_distances(codes)[iu], code_distances(centroids)[iu]).statistic > 0.99
+
+
+def test_clustered_heatmap_draws_its_dendrogram():
+    """A new clustered heatmap gets the clustering's dendrogram at its left, leaves in the heatmap's row order."""
+    from archetool.analysis.plots import heatmap_figure
+
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal(0, 0.1, (3, 2)), rng.normal(5, 0.1, (3, 2))])
+    dist = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+    fig = heatmap_figure(dist, [f"c{i}" for i in range(6)], "t", cmap="viridis_r", vmin=0.0)
+    side, ax = fig.axes[:2]
+    assert side.collections or side.lines  # the dendrogram's links
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert {tuple(sorted(names[:3])), tuple(sorted(names[3:]))} == {("c0", "c1", "c2"), ("c3", "c4", "c5")}

@@ -169,6 +169,7 @@ def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, cmap: str 
         order = leaves_list(tree)
     m = matrix[np.ix_(order, order)]
     size = min(16, 3 + 0.18 * len(labels))
+    side = None  # the dendrogram's axes
     if ax is None and tree is not None:
         from scipy.cluster.hierarchy import dendrogram
 
@@ -181,13 +182,13 @@ def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, cmap: str 
         side.set_axis_off()
     else:
         fig, ax = _axes(ax, (size + 1, size))
-    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto" if tree is not None else "equal")
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto" if side is not None else "equal")
     ticks = np.arange(len(labels))
     names = [labels[i] for i in order]
     fs = max(4, min(9, int(300 / max(len(labels), 1))))
     ax.set_xticks(ticks, names, rotation=90, fontsize=fs)
     ax.set_yticks(ticks, names, fontsize=fs)
-    if tree is not None:  # labels right of the heatmap, the colour bar above the dendrogram
+    if side is not None:  # labels right of the heatmap, the colour bar above the dendrogram
         ax.yaxis.tick_right()
         cax = side.inset_axes([0.1, 1.01, 0.8, 0.03])
         fig.colorbar(im, cax=cax, orientation="horizontal")
