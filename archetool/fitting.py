@@ -432,6 +432,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
                 module = build_model(options.model, **hparams)
             except ValueError as err:
                 raise ArchetoolError(f"--model {options.model}: {err}") from None
+            module.init_from_data(arrays)  # a resumed checkpoint overwrites it
             resumed = options.resume and checkpoint.exists()
             done_epochs = [_checkpoint_epoch(checkpoint) if resumed else 0]  # of this restart, for an interrupt
 

@@ -111,6 +111,10 @@ class ArchetoolModule(nn.Module):
         """Named scalar loss terms; key ``"loss"`` is the total that is minimised."""
         raise NotImplementedError
 
+    def init_from_data(self, arrays: dict) -> None:
+        """Hook run once on a new module before training: ``arrays`` are the training arrays in model space
+        (numpy: "x" (n, p), "label" (n,), ...). Default: nothing (weights keep their random initialisation)."""
+
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         """Hook for schedules (e.g. beta annealing). ``epoch`` is 0-based."""
 
