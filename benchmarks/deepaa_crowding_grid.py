@@ -5,7 +5,7 @@ the first epoch deepaa's archetype error on warped simplex data rose to ~2× lin
 penalty side by side, on seeds deepaa_recovery.py never uses (default 100-104), with linear AA in the same run:
 
 * recovery: ``deepaa_recovery.make_data`` (warped map, n rows, p = 24, Dirichlet 0.3); error as in that benchmark
-  (Hungarian-matched decoded archetypes vs true vertices / data spread); single run (restarts 1).
+  (Hungarian-matched decoded archetypes vs true vertices / data spread); single run unless --restarts.
 * real tables: ``deepaa_real_tables`` (k = 4): fraction of rows on a vertex (max weight > 0.999) and distinct embeddings.
 
 Forms are named JSON objects of DeepAA options, e.g.
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", default="wine,diabetes,breast_cancer,pbmc", help="real tables ('' = none)")
     ap.add_argument("--table-seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--restarts", type=int, default=1, help="archetool fit --restarts (deepaa s counts all of them)")
     ap.add_argument("--aa-cache", default=None, help="JSON file keeping linear AA's results per (k, n, seed) between runs")
     ap.add_argument("--name", default="deepaa_crowding_grid_run")
     args = ap.parse_args(argv)
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
             lin = cache[key]
             for form, options in forms.items():
                 with tempfile.TemporaryDirectory() as tmp:
-                    deep = rec.run_deepaa(data, k, seed, Path(tmp), options, fit_kw, 1)
+                    deep = rec.run_deepaa(data, k, seed, Path(tmp), options, fit_kw, args.restarts)
                 recs.append(dict(form=form, k=k, seed=seed, deepaa_err=deep["err"], aa_err=lin["err"],
                                  ratio=deep["err"] / lin["err"], found=deep["found"], r2=deep["r2"],
                                  seconds=deep["seconds"], epochs=deep["epochs"]))
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
 
     lines = [f"Command: `python benchmarks/deepaa_crowding_grid.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              f"Machine: {machine()}; load at start {load}; total {time.perf_counter() - t0:.0f} s. "
-             f"Warped simplex n = {args.n}, p = 24, seeds {seeds}, single run (restarts 1); fit {fit_kw or 'defaults'}.", ""]
+             f"Warped simplex n = {args.n}, p = 24, seeds {seeds}, restarts {args.restarts}; fit {fit_kw or 'defaults'}.", ""]
     if recs:
         df = pd.DataFrame(recs)
         lines += ["### Recovery (warped): deepaa error / linear AA error (ratio of the means over seeds; target ≤ 0.5)", "",
