@@ -62,7 +62,8 @@ def test_archetype_loss_is_zero_when_batch_holds_the_vertices():
 
 
 def test_beta_is_annealed_geometrically_from_start_to_end():
-    model = DeepAA(n_features=3, n_archetypes=3, beta_start=8.0, beta_end=0.5, anneal_fraction=0.5)
+    model = DeepAA(n_features=3, n_archetypes=3, beta_start=8.0, beta_end=0.5, anneal_fraction=0.5,
+                   crowding_start=0.0, crowding_ramp=0.0)  # the crowding ramp would lengthen the warm-up (own test)
     betas = []
     for epoch in range(21):
         model.on_epoch_start(epoch, 21)
