@@ -12,6 +12,8 @@ Python API (heavy libraries load on first use)::
     archetool.pl.kl_bars(model)     # figures: archetool.pl
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
 
@@ -50,4 +52,13 @@ def load(directory, device: str = "cpu"):
     return ArchetoolModel.load(directory, device=device)
 
 
-__all__ = ["fit", "load", "pl", "__version__"]
+def set_threads(threads: int | None) -> None:
+    """torch CPU threads for this process's later fits, embeddings and samples (None: the default, chosen
+    when each fit starts: the CPUs this process may use less those other jobs keep busy; see
+    :func:`archetool.threads.default_threads`). ``fit(threads=N)`` sets it for one fit."""
+    from archetool.threads import set_threads as _set
+
+    _set(threads)
+
+
+__all__ = ["fit", "load", "pl", "set_threads", "__version__"]

@@ -59,6 +59,9 @@ class FitOptions:
     split: "random" (stratified by label when there is one) or "scaffold" (molecules: whole Bemis-Murcko
     scaffolds go to validation). jobs: featurisation worker processes (None: the cores).
     descriptor_set: RDKit descriptors with the fingerprints, "fast" or "full" (see featurizers).
+    max_tokens: the sequence decoder's longest molecule in SELFIES symbols (None: the data's 99.5th
+    percentile); longer molecules train the encoder and side head but not the decoder.
+    threads: torch CPU threads (None: :func:`archetool.threads.default_threads`).
     """
 
     data: object
@@ -100,6 +103,8 @@ class FitOptions:
     split: str = "random"
     jobs: int | None = None
     descriptor_set: str = "fast"
+    max_tokens: int | None = None
+    threads: int | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -176,7 +181,7 @@ def _fit(options: FitOptions, out: Path):
                                  extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors,
                                 descriptor_set=options.descriptor_set, jobs=options.jobs, progress=dist_info.is_main),
-        likelihood=options.likelihood, decoder=options.decoder,
+        likelihood=options.likelihood, decoder=options.decoder, max_tokens=options.max_tokens,
     )
     groups = split_groups(options, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
@@ -284,6 +289,10 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
         arrays["label"] = data.label
     if data.tokens is not None:
         arrays["tokens"] = data.tokens
+    if device.type == "cpu":
+        from archetool.threads import apply_threads
+
+        apply_threads(options.threads, "training")
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():

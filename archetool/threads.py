@@ -68,3 +68,122 @@ def forward_pool(device, threads: int) -> Iterator[ThreadPoolExecutor | None]:
                 yield pool
     finally:
         torch.set_num_threads(previous)
+
+
+# --- how many threads torch may use ---------------------------------------------------------------------------
+
+def available_cpus() -> int:
+    """CPUs this process may use: the fewest of its affinity mask (``taskset``, cpusets), its cgroup's CPU
+    quota (``cpu.max`` / ``cpu.cfs_quota_us``, rounded up) and ``SLURM_CPUS_PER_TASK``; at least 1."""
+    import math
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.strip().isdigit() and int(slurm) > 0:
+        cpus = min(cpus, int(slurm))
+    return max(1, cpus)
+
+
+def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """The cgroup CPU quota in CPUs (v2 ``cpu.max`` "quota period", v1 cfs files), or None when unlimited/unknown."""
+    from pathlib import Path
+
+    try:
+        text = (Path(root) / "cpu.max").read_text().split()
+        if len(text) == 2 and text[0] != "max" and float(text[1]) > 0:
+            return float(text[0]) / float(text[1])
+        if text:
+            return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = float((Path(root) / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = float((Path(root) / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def busy_cpus(samples: int = 5, interval: float = 0.02) -> int:
+    """Other runnable tasks on the machine right now: the median of ``samples`` reads of /proc/loadavg's
+    running count (which includes this thread), less one; falls back to the 1-minute load average."""
+    import os
+    import statistics
+    import time
+
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            break
+        if i + 1 < samples:
+            time.sleep(interval)
+    if counts:
+        return max(0, int(statistics.median(counts)))
+    try:
+        return max(0, round(os.getloadavg()[0]))
+    except OSError:
+        return 0
+
+
+def default_threads() -> tuple[int, str]:
+    """(torch threads for training and inference, why): ``OMP_NUM_THREADS`` when set, else the CPUs this process
+    may use (:func:`available_cpus`) less those other jobs keep busy now (:func:`busy_cpus`), at least 1.
+
+    torch's own default (one thread per core) costs most when other jobs share the cores: OpenMP threads
+    wait for each other at every operation, and a descheduled one holds up the rest (the README's main job
+    took 4x longer with 2 threads than with 1 on a busy 2-core machine, issue 18).
+    """
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS"
+    cpus = available_cpus()
+    if cpus <= 1:
+        return 1, "1 CPU available"
+    busy = busy_cpus()
+    n = max(1, min(cpus, (os.cpu_count() or cpus) - busy))
+    return n, f"{cpus} CPUs available, {busy} busy with other jobs"
+
+
+_REQUESTED: int | None = None
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` torch threads from now on (``--threads``; None: :func:`default_threads`, chosen when work starts)."""
+    global _REQUESTED
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    _REQUESTED = None if threads is None else int(threads)
+    if _REQUESTED is not None:
+        import torch
+
+        torch.set_num_threads(_REQUESTED)
+
+
+def apply_threads(threads: int | None = None, what: str = "training") -> int:
+    """Set torch's thread count for the work about to start and return it: ``threads``, else the one
+    :func:`set_threads` asked for, else :func:`default_threads` (logged at debug level with the reason)."""
+    import logging
+
+    import torch
+
+    n = threads if threads is not None else _REQUESTED
+    why = "asked for" if n is not None else ""
+    if n is None:
+        n, why = default_threads()
+    n = max(1, int(n))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    logging.getLogger("archetool").debug("%s on %d CPU thread%s (%s)", what, n, "s" if n > 1 else "", why)
+    return n

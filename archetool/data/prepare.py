@@ -312,12 +312,14 @@ def load_training_data(
     min_class_size: int = 2,
     strict_classes: bool = False,
     decoder: str | None = None,
+    max_tokens: int | None = None,
 ) -> tuple[Dataset, Preprocessing]:
     """Read, validate and featurise a training file (or in-memory data, see ``open_source``).
     Raises InputError with one line on bad input.
 
     ``decoder``: "selfies" (SELFIES tokens for the molecule sequence decoder), "none", or None = "selfies"
-    for molecule inputs and "none" otherwise.
+    for molecule inputs and "none" otherwise. ``max_tokens``: the decoder's longest molecule in SELFIES
+    symbols (None: the 99.5th percentile of the data's); longer ones are left out of its loss (logged).
     """
     options = read_options or ReadOptions()
     source = open_source(path, options)
@@ -426,9 +428,10 @@ def load_training_data(
         from archetool.data.selfies_tokens import SelfiesVocabulary
 
         kept = selfies[keep].tolist()
-        vocabulary = SelfiesVocabulary.build(kept)
+        vocabulary = SelfiesVocabulary.build(kept, max_length=max_tokens)
         prep.sequence = vocabulary.state()
         data.tokens = vocabulary.encode(kept)
+        _log_long_molecules(path, data.tokens, vocabulary.max_length, max_tokens)
     if side:
         raw = obs[side].to_numpy(dtype=np.float64)
         prep.side_names = side
@@ -439,6 +442,20 @@ def load_training_data(
     if label is not None:
         _encode_labels(path, data, prep, obs[label], label, min_class_size, strict_classes)
     return data, prep
+
+
+def _log_long_molecules(path, tokens: np.ndarray, max_length: int, max_tokens: int | None) -> None:
+    """Say how many molecules are longer than the decoder's ``max_length`` (their token rows are all padding)."""
+    from archetool.data.selfies_tokens import LENGTH_PERCENTILE, PAD
+
+    long = int((tokens[:, 0] == PAD).sum())
+    if not long:
+        return
+    why = (f"--max-tokens {max_tokens}" if max_tokens is not None
+           else f"the {LENGTH_PERCENTILE:g}th percentile of the data's lengths; --max-tokens N raises it")
+    log.warning("%s: %d of %d molecules have more than %d SELFIES symbols (%s): they train the encoder and the "
+                "side head but are left out of the sequence decoder's loss, so they do not lengthen every epoch",
+                path, long, len(tokens), max_length, why)
 
 
 def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:

@@ -97,7 +97,14 @@ class ArchetoolModule(nn.Module):
         """
         if self.sequence_decoder is None or "tokens" not in batch:
             return terms
-        tokens = self.sequence_decoder.loss(condition.detach(), batch["tokens"])
+        tokens, condition = batch["tokens"], condition.detach()
+        decoded = tokens[:, 0] != 0  # molecules over the decoder's max_length are rows of padding: left out
+        if not bool(decoded.all()):
+            if not bool(decoded.any()):  # the same keys in every batch (DDP sums them across ranks)
+                terms["tokens"] = terms["loss"].new_zeros(())
+                return terms
+            tokens, condition = tokens[decoded], condition[decoded]
+        tokens = self.sequence_decoder.loss(condition, tokens)
         terms["tokens"] = tokens
         terms["loss"] = terms["loss"] + self.sequence_decoder.token_weight * tokens
         return terms
