@@ -91,8 +91,13 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
-    """The cgroup CPU quota in CPUs (v2 ``cpu.max`` "quota period", v1 cfs files), or None when unlimited/unknown."""
+def _cgroup_quota() -> float | None:
+    return _cgroup_quota_at("/sys/fs/cgroup")
+
+
+def _cgroup_quota_at(root) -> float | None:
+    """The cgroup CPU quota in CPUs (v2 ``cpu.max`` "quota period", v1 cfs files under ``root``), or None when
+    unlimited or unknown."""
     from pathlib import Path
 
     try:

@@ -367,22 +367,20 @@ def load_training_data(
         feats = featurizer.transform(batch, path)
     else:
         featurizer.fit(batch, exclude, path)
-        feats = featurizer.transform(batch, path, smiles_column) if smiles_column else featurizer.transform(batch, path)
+        feats = _molecule_features(featurizer, batch, path, smiles_column) if smiles_column else featurizer.transform(batch, path)
 
     rejects = rejects_table(batch, feats.rejects)
     if feats.valid.sum() == 0:
         raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
     selfies = None
     if (decoder or ("selfies" if smiles_column else "none")) == "selfies":
-        from archetool.data.selfies_tokens import encode_molecules
-
         if not smiles_column:
             raise InputError(f"{path}: --decoder selfies generates molecules and needs molecule data (.smi, .sdf or a "
                              f"table with a SMILES column), but this is {source.kind} data; use --decoder none")
         selfies = np.full(len(batch), None, dtype=object)
         rows = np.flatnonzero(feats.valid)
         smiles_all = batch.obs[smiles_column].astype(str).to_numpy()
-        encoded, reasons = encode_molecules(smiles_all[rows].tolist())
+        encoded, reasons = _selfies(smiles_all[rows].tolist())
         bad = [(int(i), why) for i, why in zip(rows, reasons) if why is not None]
         selfies[rows] = encoded
         if bad:
@@ -442,6 +440,37 @@ def load_training_data(
     if label is not None:
         _encode_labels(path, data, prep, obs[label], label, min_class_size, strict_classes)
     return data, prep
+
+
+def _molecule_features(featurizer, batch: RawBatch, path, smiles_column: str):
+    """``featurizer.transform`` of a molecule batch, through the feature cache (:mod:`archetool.data.feature_cache`)."""
+    from archetool.data.feature_cache import cached
+    from archetool.data.featurizers import Features
+
+    smiles = batch.obs[smiles_column].astype(str).tolist()
+
+    def compute():
+        feats = featurizer.transform(batch, path, smiles_column)
+        return {"x": feats.x, "valid": feats.valid}
+
+    out = cached("features", smiles, featurizer.state(), compute)
+    valid = out["valid"].astype(bool)
+    return Features(x=out["x"].astype(np.float32, copy=False), valid=valid,
+                    rejects=[(int(i), smiles[i]) for i in np.flatnonzero(~valid)])
+
+
+def _selfies(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
+    """:func:`encode_molecules` through the feature cache."""
+    from archetool.data.feature_cache import cached
+    from archetool.data.selfies_tokens import encode_molecules
+
+    def compute():
+        encoded, reasons = encode_molecules(smiles)
+        return {"selfies": np.array([e or "" for e in encoded], dtype=str),
+                "reasons": np.array([r or "" for r in reasons], dtype=str)}
+
+    out = cached("selfies", smiles, {}, compute)
+    return [e or None for e in out["selfies"].tolist()], [r or None for r in out["reasons"].tolist()]
 
 
 def _log_long_molecules(path, tokens: np.ndarray, max_length: int, max_tokens: int | None) -> None:

@@ -271,13 +271,13 @@ def bucketed_batches(perm: torch.Tensor, lengths: np.ndarray, batch_size: int,
 
 
 def score_reference(terms: dict[str, float], module: ArchetoolModule) -> dict[str, float] | None:
-    """The scales of :func:`selection_score`: |main loss| and |token loss| at the first monitored epoch, or
-    None when there is no token term (the score is then the loss itself)."""
+    """The scales of :func:`selection_score`: |main loss| and the token loss at the first monitored epoch, or
+    {} when there is no (positive) token term: the score is then the loss itself."""
     decoder = getattr(module, "sequence_decoder", None)
-    if decoder is None or "tokens" not in terms or "loss" not in terms:
-        return None
+    if decoder is None or not terms.get("tokens", 0.0) > 0 or not math.isfinite(terms.get("loss", math.nan)):
+        return {}  # fixed for the run: the score is the loss
     main = terms["loss"] - decoder.token_weight * terms["tokens"]
-    return {"main": max(abs(main), 1e-8), "tokens": max(abs(terms["tokens"]), 1e-8)}
+    return {"main": max(abs(main), 1e-8), "tokens": terms["tokens"]}
 
 
 def selection_score(terms: dict[str, float], module: ArchetoolModule, reference: dict[str, float] | None) -> float:
@@ -290,7 +290,7 @@ def selection_score(terms: dict[str, float], module: ArchetoolModule, reference:
     decoder is still far from trained (issue 18). A 1 % fall of either term is worth a 1 % rise of the other.
     """
     loss = terms.get("loss", math.inf)
-    if reference is None or "tokens" not in terms or not math.isfinite(loss):
+    if not reference or "tokens" not in terms or not math.isfinite(loss):
         return loss
     main = loss - module.sequence_decoder.token_weight * terms["tokens"]
     return main / reference["main"] + terms["tokens"] / reference["tokens"]
@@ -342,7 +342,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = config.epochs if state.get("stopped") else int(state["epoch"]) + 1
         best_val, bad_epochs = float(state["best_val"]), int(state["bad_epochs"])
-        best_score, reference = float(state.get("best_score", best_val)), state.get("score_reference")
+        best_score, reference = float(state.get("best_score", best_val)), state.get("score_reference", {})  # {}: a checkpoint of before issue 18 selected on the loss
         best_state = state.get("best_module")
         result.history = list(state["history"])
         result.best_epoch = int(state["best_epoch"])
@@ -411,7 +411,7 @@ def train(
         if epoch >= warmup and reference is None:
             reference = score_reference(terms, module)
         monitor = selection_score(terms, module, reference)
-        if reference is not None and "tokens" in reference:
+        if reference:  # (NaN in the history before the first monitored epoch)
             record["val_score" if val else "train_score"] = monitor
         if epoch >= warmup and monitor < best_score - 1e-6 * abs(best_score if math.isfinite(best_score) else 1):
             best_score, bad_epochs, result.best_epoch = monitor, 0, epoch + 1
