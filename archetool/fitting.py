@@ -289,10 +289,12 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
         arrays["label"] = data.label
     if data.tokens is not None:
         arrays["tokens"] = data.tokens
+    retune = None
     if device.type == "cpu":
-        from archetool.threads import apply_threads
+        from archetool.threads import EpochThreads, apply_threads
 
         apply_threads(options.threads, "training")
+        retune = EpochThreads(options.threads)
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():
@@ -312,6 +314,8 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
 
             def on_epoch_end(record, r=r, done_epochs=done_epochs):
                 done_epochs[0] = record["epoch"]
+                if retune is not None:
+                    retune()
                 reporter(record if n_restarts == 1 else {**record, "restart": r + 1})
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,

@@ -192,3 +192,39 @@ def apply_threads(threads: int | None = None, what: str = "training") -> int:
         torch.set_num_threads(n)
     logging.getLogger("archetool").debug("%s on %d CPU thread%s (%s)", what, n, "s" if n > 1 else "", why)
     return n
+
+
+class EpochThreads:
+    """The default thread count, chosen again between epochs of a fit (other jobs start and stop).
+
+    Call it after each epoch: it reads the runnable count once (no wait), takes the median of the last three
+    readings, and sets torch's threads to the CPUs available less those busy. Does nothing when a count was
+    asked for (``--threads``, :func:`set_threads`, ``OMP_NUM_THREADS``): results are then also the same
+    from run to run, which a changing thread count does not promise (float sums in another order).
+    """
+
+    def __init__(self, threads: int | None = None):
+        import os
+        from collections import deque
+
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        self.active = threads is None and _REQUESTED is None and not (env.isdigit() and int(env) > 0)
+        self.cpus = available_cpus() if self.active else 1
+        self.readings: deque[int] = deque(maxlen=3)
+
+    def __call__(self) -> int | None:
+        if not self.active or self.cpus <= 1:
+            return None
+        import logging
+        import os
+
+        import torch
+
+        self.readings.append(busy_cpus(samples=1))
+        busy = sorted(self.readings)[len(self.readings) // 2]
+        n = max(1, min(self.cpus, (os.cpu_count() or self.cpus) - busy))
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+            logging.getLogger("archetool").debug("training now on %d CPU thread%s (%d busy with other jobs)", n,
+                                                 "s" if n > 1 else "", busy)
+        return n

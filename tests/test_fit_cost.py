@@ -252,3 +252,24 @@ def test_the_cache_stores_bits_packed_and_mixed_columns_exactly(tmp_path, monkey
         np.testing.assert_array_equal(stored[key], again[key])
     assert again["x"].dtype == np.float32
     assert next(tmp_path.glob("t-*.npz")).stat().st_size < x.nbytes / 4
+
+
+def test_the_default_thread_count_follows_other_jobs_between_epochs(monkeypatch):
+    import os
+
+    import archetool.threads as threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    readings = iter([0, 0, 2, 2, 2, 0])
+    monkeypatch.setattr(threads, "busy_cpus", lambda *a, **k: next(readings))
+    try:
+        retune = threads.EpochThreads()
+        assert [retune() for _ in range(6)] == [2, 2, 2, 1, 1, 1]  # the median of the last three readings
+        assert threads.EpochThreads(threads=2)() is None  # --threads: left alone
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert threads.EpochThreads()() is None
+    finally:
+        torch.set_num_threads(before)
