@@ -3,7 +3,7 @@ training step, the sequence decoder's share of it, padding, validation.
 
 CPU seconds (``time.thread_time`` in this process, ``RUSAGE_CHILDREN`` for the featurisation workers) with
 torch on one thread, so the figures mean the same on a machine shared with other jobs; wall seconds are
-printed beside them. Per step: the mean of ``--steps`` training steps (forward, backward, Adam) of deepaa
+printed beside them. Per step: the mean of ``--steps`` training steps (forward, backward, fused Adam) of deepaa
 with the default settings, batch 128, on random batches of the data, for
 
 * main: the batch without tokens (what a fit with ``--decoder none`` costs);
@@ -87,7 +87,15 @@ def main() -> None:
     hp["sequence_decoder"] = {"vocab_size": full.size, "max_length": full.max_length, **ad.decoder_defaults}
     torch.manual_seed(0)
     module = build_model("deepaa", **hp)
-    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    from archetool.training.loop import TrainConfig, make_adam
+
+    for name, kw in (("Adam step, per-parameter loop (before issue 18)", {}), ("Adam step, fused (the loop's make_adam)", None)):
+        opt = torch.optim.Adam(module.parameters(), lr=1e-3) if kw is not None else make_adam(module, TrainConfig())
+        for p in module.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        _, cpu_opt, wall_opt = timed(lambda: [opt.step() for _ in range(10)])
+        rows.append((name, cpu_opt / 10, wall_opt / 10))
     x = torch.from_numpy(data.x)
     side = torch.from_numpy(data.side.astype(np.float32))
     tok = torch.from_numpy(tokens_full)
@@ -117,7 +125,7 @@ def main() -> None:
         c, w = time.thread_time(), time.perf_counter()
         for b in batches:
             step(b, kind != "main", kind != "full")
-            cols.append(int(lengths[b.numpy()].max()) + 1)
+            cols.append(tok.shape[1] if kind == "full" else int(lengths[b.numpy()].max()) + 1)
         return (time.thread_time() - c) / len(batches), (time.perf_counter() - w) / len(batches), float(np.mean(cols))
 
     step(torch.arange(bs), True, True)  # warm-up
@@ -140,7 +148,7 @@ def main() -> None:
           f"full {steps['full'][2]:.0f}, truncated {steps['trunc'][2]:.0f}, buckets {steps['buckets'][2]:.0f}\n")
     print("| stage | CPU s | wall s | per epoch (CPU s, est.) |\n|---|---|---|---|")
     for name, cpu, wall in rows:
-        per_epoch = cpu * epoch_steps if name.startswith("training step") else ""
+        per_epoch = cpu * epoch_steps if name.startswith(("training step", "Adam")) else ""
         print(f"| {name} | {cpu:.4g} | {wall:.4g} | {per_epoch if per_epoch == '' else f'{per_epoch:.1f}'} |")
     main_s = steps["main"][0]
     print(f"\nDecoder cost per step (truncated / main): {steps['trunc'][0] / main_s:.2f}x; "
