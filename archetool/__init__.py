@@ -14,7 +14,14 @@ Python API (heavy libraries load on first use)::
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# OpenMP threads that wait sleep instead of spinning (unless the user chose a policy): with other jobs on
+# the cores, spinning waiters took 725 s against 51 s for the same 2-thread fit (benchmarks/results/threads.md).
+# It must be set before torch loads its OpenMP runtime; archetool imports torch only later.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def fit(data, **options):

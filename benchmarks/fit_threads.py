@@ -7,7 +7,8 @@ warm-up run, so the rows time training) with:
 * default: no --threads (archetool.threads.default_threads: the CPUs this process may use less those other
   jobs keep busy; the count it chose is read from the -v log);
 * --threads 1;
-* --threads N (N = the CPUs available), and the same with OMP_WAIT_POLICY=PASSIVE;
+* --threads N (N = the CPUs available) with OpenMP's own wait policy (OMP_WAIT_POLICY empty: waiting threads
+  spin a while) and with OMP_WAIT_POLICY=PASSIVE (archetool's default since issue 18);
 
 each ``--repeats`` times, alternately, once on the machine as it is ("as is") and once with ``--busy`` CPU-bound
 loops (``while True: pass`` processes) running beside it ("busy"). OMP_NUM_THREADS is removed from the
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--busy", type=int, default=2, help="busy loops beside the fit in the 'busy' condition")
     ap.add_argument("--name", default="threads")
+    ap.add_argument("--variants", default="", help="comma-separated indices of the variants to run (default: all)")
+    ap.add_argument("--conditions", default="as is,busy")
     args = ap.parse_args()
 
     from archetool.threads import available_cpus
@@ -50,17 +53,20 @@ def main() -> None:
     n_cpus = available_cpus()
     data = REPO / "sample_data" / "molecules.smi"
     tmp = Path(tempfile.mkdtemp(prefix="archetool-threads-"))
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env["ARCHETOOL_CACHE_DIR"] = str(tmp / "cache")
     base = [*archetool_cmd(), "-v", "fit", str(data), "--side", "heat_capacity", "--epochs", str(args.epochs),
             "--no-progress", "--patience", "0"]
     variants = [("default", [], {}), ("--threads 1", ["--threads", "1"], {}),
-                (f"--threads {n_cpus}", ["--threads", str(n_cpus)], {}),
+                (f"--threads {n_cpus}, OpenMP's default wait policy", ["--threads", str(n_cpus)], {"OMP_WAIT_POLICY": ""}),
                 (f"--threads {n_cpus}, OMP_WAIT_POLICY=PASSIVE", ["--threads", str(n_cpus)], {"OMP_WAIT_POLICY": "PASSIVE"})]
+    if args.variants:
+        variants = [variants[int(i)] for i in args.variants.split(",")]
+    conditions = args.conditions.split(",")
     subprocess.run(base + ["--out", str(tmp / "warm"), "--epochs", "1"], env=env, capture_output=True, check=True)
     results: dict[tuple[str, str], list[dict]] = {}
     for repeat in range(args.repeats):
-        for condition in ("as is", "busy"):
+        for condition in conditions:
             loops = busy_loops(args.busy) if condition == "busy" else []
             try:
                 time.sleep(1.0 if loops else 0.0)
@@ -79,8 +85,9 @@ def main() -> None:
                     p.kill()
                     p.wait()
     rows = []
-    for condition in ("as is", "busy"):
-        one = np.median([r["wall_s"] for r in results[(condition, "--threads 1")]])
+    for condition in conditions:
+        ones = results.get((condition, "--threads 1"))
+        one = np.median([r["wall_s"] for r in ones]) if ones else float("nan")
         for name, _, _ in variants:
             rs = results[(condition, name)]
             wall = float(np.median([r["wall_s"] for r in rs]))
@@ -90,7 +97,7 @@ def main() -> None:
                          "load before": rs[0]["load_before"]})
     notes = [f"Command: `{' '.join(['archetool', '-v', 'fit', 'sample_data/molecules.smi', '--side', 'heat_capacity', '--epochs', str(args.epochs), '--patience', '0'])} [--threads N]`, "
              f"features cached by a warm-up run; {args.repeats} repeat(s), median; busy = {args.busy} `while True: pass` "
-             f"processes beside the fit; OMP_NUM_THREADS unset.",
+             f"processes beside the fit; OMP_NUM_THREADS and OMP_WAIT_POLICY unset unless the row says.",
              f"Script: `python benchmarks/fit_threads.py --epochs {args.epochs} --repeats {args.repeats} --busy {args.busy}`",
              f"Machine: {machine()}; {n_cpus} CPUs available to the process; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              "The machine was shared with other jobs throughout (see the load column): 'as is' is not a quiet machine."]
