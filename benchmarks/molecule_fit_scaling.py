@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="5000,20000,50000")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=None, help="--threads for the new code (default: its default)")
+    ap.add_argument("--omp-threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for both codes (the same threads, so the rows compare the rest)")
     ap.add_argument("--baseline", type=Path, default=None, help="checkout of the code before issue 18")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--name", default="molecule_fit_scaling")
@@ -83,6 +85,8 @@ def main() -> None:
     paths = make_data(args.moses, sizes, work)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["ARCHETOOL_CACHE_DIR"] = str(work / "cache")
+    if args.omp_threads:
+        env["OMP_NUM_THREADS"] = str(args.omp_threads)
     subprocess.run(["rm", "-rf", str(work / "cache")])
     rows = []
     for n in sizes:
@@ -106,7 +110,8 @@ def main() -> None:
     columns = ["molecules", "code", "wall s", "wall vs before", "peak RSS MiB", "CPU s", "read + featurise s", "epochs",
                "s / epoch", "val tokens (best)", "val R² logP", "load before"]
     notes = [f"Command: `nice -n 10 python benchmarks/molecule_fit_scaling.py --sizes {args.sizes} --epochs {args.epochs}"
-             + (f" --baseline {args.baseline}" if args.baseline else "") + (f" --threads {args.threads}" if args.threads else "") + "`",
+             + (f" --baseline {args.baseline}" if args.baseline else "") + (f" --threads {args.threads}" if args.threads else "")
+             + (f" --omp-threads {args.omp_threads}" if args.omp_threads else "") + "`",
              f"Each fit: `archetool fit moses_<n>.smi --side logp --epochs {args.epochs}` (deepaa k=4, SELFIES decoder, "
              "default patience 15); random MOSES train subsets, seed 0, nested.",
              f"Machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",

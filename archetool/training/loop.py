@@ -3,6 +3,10 @@
 Models supply ``loss_terms(batch) -> {"loss": ..., <term>: ...}``, ``metrics(batch)`` and
 ``on_epoch_start``; the loop does splitting, batching, optimisation, validation, early stopping,
 checkpoints (atomic, every epoch), resume and DistributedDataParallel.
+
+Molecules with a sequence decoder ("tokens"): batches hold rows of similar token length
+(:func:`bucketed_batches`), and early stopping and the best epoch follow :func:`selection_score`, which
+weighs the decoder's token loss by its relative change, not by its small share of the total.
 """
 
 from __future__ import annotations
