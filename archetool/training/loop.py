@@ -4,9 +4,9 @@ Models supply ``loss_terms(batch) -> {"loss": ..., <term>: ...}``, ``metrics(bat
 ``on_epoch_start``; the loop does splitting, batching, optimisation, validation, early stopping,
 checkpoints (atomic, every epoch), resume and DistributedDataParallel.
 
-Molecules with a sequence decoder ("tokens"): batches hold rows of similar token length
-(:func:`bucketed_batches`), and early stopping and the best epoch follow :func:`selection_score`, which
-weighs the decoder's token loss by its relative change, not by its small share of the total.
+Molecules with a sequence decoder ("tokens"): early stopping and the best epoch follow
+:func:`selection_score`, which weighs the decoder's token loss by its relative change, not by its small
+share of the total; ``TrainConfig.buckets`` batches rows of similar token length (off by default).
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ class NonFiniteTraining(ArithmeticError):
 class TrainConfig:
     """epochs; batch_size (rows per step and process); lr (Adam); val_fraction (held out, stratified by
     label when present); patience (epochs without val improvement before stopping, 0 = off); seed;
-    buckets: batches of molecules of similar SELFIES length (see :func:`bucketed_batches`)."""
+    buckets: batches of molecules of similar SELFIES length (see :func:`bucketed_batches`); off by default:
+    on 5k MOSES molecules it made a step 1.14x cheaper but left the validation loss 5 % higher after 8
+    epochs (349.7 against 332.9; batches of alike molecules pull the encoder one way at a time)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -59,7 +61,7 @@ class TrainConfig:
     patience: int = 15
     seed: int = 0
     final_lr_fraction: float = 1.0
-    buckets: bool = True
+    buckets: bool = False
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: cosine decay from ``lr`` to ``lr * final_lr_fraction``."""
@@ -366,7 +368,7 @@ def train(
         log.info("resuming from %s at epoch %d", checkpoint_path, start_epoch + 1)
 
     n_train = len(train_idx)
-    # molecules: rows of similar token length share a batch, so the decoder's columns are few (config.buckets)
+    # config.buckets: rows of similar token length share a batch, so the decoder's columns are few
     lengths = (arrays["tokens"][train_idx] != 0).sum(1) if config.buckets and "tokens" in arrays else None
     # --batch-size is the global batch: each of the world_size processes takes its share
     batch_size = max(2, -(-config.batch_size // dist_info.world_size))
