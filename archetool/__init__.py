@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 # the cores, spinning waiters took 725 s against 51 s for the same 2-thread fit (benchmarks/results/threads.md).
 # It must be set before torch loads its OpenMP runtime; archetool imports torch only later.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_PASSIVE_WAIT = _os.environ["OMP_WAIT_POLICY"].strip().upper() == "PASSIVE" and "torch" not in __import__("sys").modules
 
 
 def fit(data, **options):
