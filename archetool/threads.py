@@ -141,14 +141,14 @@ def busy_cpus(samples: int = 5, interval: float = 0.02) -> int:
 
 
 def default_threads() -> tuple[int, str]:
-    """(torch threads for training and inference, why): ``OMP_NUM_THREADS`` when set; else every CPU this
-    process may use (:func:`available_cpus`) when OpenMP's waiting threads sleep (:func:`passive_wait`);
-    else those CPUs less the ones other jobs keep busy now (:func:`busy_cpus`), at least 1.
+    """(torch threads for training and inference, why): ``OMP_NUM_THREADS`` when set, else the CPUs this process
+    may use (:func:`available_cpus`) less those other jobs keep busy now (:func:`busy_cpus`), at least 1.
 
-    Spinning OpenMP threads cost most when other jobs share the cores: each waits for the others at every
-    operation, burning its share. On a 2-core machine at load 25, the README's main job (20 epochs) took
-    725 s on 2 spinning threads, 99 s on 1 thread and 51 s on 2 sleeping (PASSIVE) threads
-    (benchmarks/results/threads.md); the issue saw 4x with 2 threads against 1.
+    Threads beyond the idle CPUs cost more than they give: on a 2-core machine the README's main job took
+    20.5-21.6 s on 1 thread against 25.7-28.4 s on 2 sleeping (OMP_WAIT_POLICY=PASSIVE) threads at load 4-6,
+    and 99 s on 1 thread against 725 s on 2 spinning threads at load 25 (20 epochs;
+    benchmarks/results/threads.md). archetool sets OMP_WAIT_POLICY=PASSIVE on import (unless set), so
+    threads that wait sleep: a default that meets a busier machine later loses little.
     """
     import os
 
@@ -158,19 +158,9 @@ def default_threads() -> tuple[int, str]:
     cpus = available_cpus()
     if cpus <= 1:
         return 1, "1 CPU available"
-    if passive_wait():
-        return cpus, f"{cpus} CPUs available; OMP_WAIT_POLICY=PASSIVE"
     busy = busy_cpus()
     n = max(1, min(cpus, (os.cpu_count() or cpus) - busy))
-    return n, f"{cpus} CPUs available, {busy} busy with other jobs (OpenMP threads spin: OMP_WAIT_POLICY is not PASSIVE)"
-
-
-def passive_wait() -> bool:
-    """Whether torch's OpenMP threads sleep while they wait: OMP_WAIT_POLICY was PASSIVE when archetool was
-    imported and torch was not loaded yet (OpenMP reads it once, when torch loads it)."""
-    import archetool
-
-    return bool(getattr(archetool, "_PASSIVE_WAIT", False))
+    return n, f"{cpus} CPUs available, {busy} busy with other jobs"
 
 
 _REQUESTED: int | None = None
@@ -211,9 +201,8 @@ class EpochThreads:
 
     Call it after each epoch: it reads the runnable count once (no wait), takes the median of the last three
     readings, and sets torch's threads to the CPUs available less those busy. Does nothing when a count was
-    asked for (``--threads``, :func:`set_threads`, ``OMP_NUM_THREADS``; results are then also the same
-    from run to run, which a changing thread count does not promise: float sums in another order), nor
-    when OpenMP's threads sleep while waiting (:func:`passive_wait`: the default is then every CPU).
+    asked for (``--threads``, :func:`set_threads`, ``OMP_NUM_THREADS``): results are then also the same
+    from run to run, which a changing thread count does not promise (float sums in another order).
     """
 
     def __init__(self, threads: int | None = None):
@@ -221,8 +210,7 @@ class EpochThreads:
         from collections import deque
 
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        self.active = (threads is None and _REQUESTED is None and not (env.isdigit() and int(env) > 0)
-                       and not passive_wait())  # sleeping waiters: every CPU, whatever the load
+        self.active = threads is None and _REQUESTED is None and not (env.isdigit() and int(env) > 0)
         self.cpus = available_cpus() if self.active else 1
         self.readings: deque[int] = deque(maxlen=3)
 

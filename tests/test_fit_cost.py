@@ -120,12 +120,6 @@ def test_default_threads_respect_the_environment_and_other_jobs(monkeypatch, tmp
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.default_threads()[0] == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setattr(threads, "passive_wait", lambda: True)
-    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
-    monkeypatch.setattr(threads, "busy_cpus", lambda *a, **k: 9)
-    assert threads.default_threads()[0] == 4  # sleeping waiters: every CPU, however busy
-    assert threads.EpochThreads()() is None
-    monkeypatch.setattr(threads, "passive_wait", lambda: False)  # spinning waiters: leave busy CPUs alone
     monkeypatch.setattr(threads, "available_cpus", lambda: 4)
     monkeypatch.setattr(threads.os if hasattr(threads, "os") else __import__("os"), "cpu_count", lambda: 4)
     monkeypatch.setattr(threads, "busy_cpus", lambda *a, **k: 0)
@@ -271,7 +265,6 @@ def test_the_default_thread_count_follows_other_jobs_between_epochs(monkeypatch)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     readings = iter([0, 0, 2, 2, 2, 0])
     monkeypatch.setattr(threads, "busy_cpus", lambda *a, **k: next(readings))
-    monkeypatch.setattr(threads, "passive_wait", lambda: False)
     try:
         retune = threads.EpochThreads()
         assert [retune() for _ in range(6)] == [2, 2, 2, 1, 1, 1]  # the median of the last three readings
@@ -282,7 +275,7 @@ def test_the_default_thread_count_follows_other_jobs_between_epochs(monkeypatch)
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("given, expected", [(None, "PASSIVE True"), ("ACTIVE", "ACTIVE False")])
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_waiting_openmp_threads_sleep_unless_the_user_chose(given, expected):
     import os
     import subprocess
@@ -293,8 +286,7 @@ def test_waiting_openmp_threads_sleep_unless_the_user_chose(given, expected):
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if given:
         env["OMP_WAIT_POLICY"] = given
-    code = ("import os, archetool, sys; assert 'torch' not in sys.modules; from archetool.threads import passive_wait; "
-            "print(os.environ['OMP_WAIT_POLICY'], passive_wait())")
+    code = "import os, archetool, sys; assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
