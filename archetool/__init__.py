@@ -14,7 +14,17 @@ Python API (heavy libraries load on first use)::
     archetool.settings.verbosity = "warning"   # quiet (default "info"); or fit(..., verbose=False)
 """
 
+from __future__ import annotations
+
+import os as _os
+
 __version__ = "0.1.0"
+
+# OpenMP threads that wait sleep instead of spinning (unless the user chose a policy): with other jobs on
+# the cores, spinning waiters took 725 s against 51 s for the same 2-thread fit (benchmarks/results/threads.md).
+# The old default (2 spinning threads) took 286 s for the README's main job at load 5, against 21 s now.
+# It must be set before torch loads its OpenMP runtime; archetool imports torch only later.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from archetool._settings import settings  # noqa: E402  (logging only: no heavy import)
 
@@ -61,4 +71,13 @@ def load(directory, device: str = "cpu"):
     return ArchetoolModel.load(directory, device=device)
 
 
-__all__ = ["fit", "load", "pl", "settings", "__version__"]
+def set_threads(threads: int | None) -> None:
+    """torch CPU threads for this process's later fits, embeddings and samples (None: the default, chosen
+    when each fit starts: the CPUs this process may use less those other jobs keep busy; see
+    :func:`archetool.threads.default_threads`). ``fit(threads=N)`` sets it for one fit."""
+    from archetool.threads import set_threads as _set
+
+    _set(threads)
+
+
+__all__ = ["fit", "load", "pl", "set_threads", "settings", "__version__"]

@@ -65,6 +65,9 @@ class FitOptions:
     na_values: extra tokens read as missing values in text tables (pandas' usual set always is).
     overwrite: replace a model already in ``out`` (else refused, see :func:`check_out_dir`); ``resume``
     continues the unfinished fit there instead.
+    max_tokens: the sequence decoder's longest molecule in SELFIES symbols (None: the data's 99.5th
+    percentile); longer molecules train the encoder and side head but not the decoder.
+    threads: torch CPU threads (None: :func:`archetool.threads.default_threads`).
     """
 
     data: object
@@ -112,6 +115,8 @@ class FitOptions:
     overwrite: bool = False
     #: the data's name in messages and config.json when ``data`` is a stand-in (standard input's copy)
     data_label: str | None = None
+    max_tokens: int | None = None
+    threads: int | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -247,7 +252,7 @@ def _fit(options: FitOptions, out: Path):
                                  extra={"feature_names": options.feature_names} if options.feature_names is not None else {}),
         featurizer_options=dict(radius=options.radius, n_bits=options.n_bits, counts=options.counts, descriptors=options.descriptors,
                                 descriptor_set=options.descriptor_set, jobs=options.jobs, progress=dist_info.is_main),
-        likelihood=options.likelihood, decoder=options.decoder,
+        likelihood=options.likelihood, decoder=options.decoder, max_tokens=options.max_tokens,
     )
     groups = split_groups(options, data)
     check_split(options, data, groups)
@@ -418,6 +423,12 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
         arrays["label"] = data.label
     if data.tokens is not None:
         arrays["tokens"] = data.tokens
+    retune = None
+    if device.type == "cpu":
+        from archetool.threads import EpochThreads, apply_threads
+
+        apply_threads(options.threads, "training")
+        retune = EpochThreads(options.threads)
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():
@@ -432,11 +443,14 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
                 module = build_model(options.model, **hparams)
             except ValueError as err:
                 raise ArchetoolError(f"--model {options.model}: {err}") from None
+            module.init_from_data(arrays)  # a resumed checkpoint overwrites it
             resumed = options.resume and checkpoint.exists()
             done_epochs = [_checkpoint_epoch(checkpoint) if resumed else 0]  # of this restart, for an interrupt
 
             def on_epoch_end(record, r=r, done_epochs=done_epochs):
                 done_epochs[0] = record["epoch"]
+                if retune is not None:
+                    retune()
                 reporter(record if n_restarts == 1 else {**record, "restart": r + 1})
             try:
                 result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,

@@ -46,6 +46,9 @@ Reference head: ... deepaa_recovery.py --deepaa-options '{"weights_activation": 
                     --final-lr-fraction 1 --name deepaa_recovery_reference   (softmax A, learned variance, constant lr)
 Other settings: --deepaa-options '{"prior": "dirichlet"}' --name deepaa_recovery_prior_dirichlet
 Add seeds:      ... deepaa_recovery.py --seed-list 1,2 --name deepaa_recovery_seeds12   (only those seeds)
+Fresh seeds:    ... deepaa_recovery.py --kinds warped --ks 3,4,5 --seed-list 100,101,102,103,104 --restarts 1
+                    --name deepaa_recovery_fresh   (seeds the default run never uses; issue 17's check;
+                    benchmarks/deepaa_crowding_grid.py runs the same data for several forms of the crowding penalty)
 Smoke mode:     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deepaa_recovery.py --quick
 Needs the bench extra (``pip install -e .[bench]``: the ``archetypes`` package).
 """

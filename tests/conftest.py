@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# tests featurise afresh (a cached hit skips featurisation's own messages); test_fit_cost.py turns it on
+os.environ["ARCHETOOL_CACHE_DIR"] = "off"
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

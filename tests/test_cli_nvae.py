@@ -223,7 +223,7 @@ def test_h5ad_in_and_out(tmp_path, h5ad_file):
     target = tmp_path / "emb.h5ad"
     assert run_cli("embed", out, h5ad_file, "--out", target).exit_code == 0
     adata = ad.read_h5ad(target)
-    assert adata.obsm["X_nvae"].shape == (90, 8 + 4)  # default class_dim 8 + shared_dim 4
+    assert adata.obsm["X_nvae"].shape == (90, 2 + 4)  # default class_dim K - 1 = 2 (issue 17; was 8) + shared_dim 4
     assert set(adata.obs["nvae_pred_label"]) <= {"T", "B", "NK"} and "nvae_pred_prob" in adata.obs
     s = run_cli("sample", out, "--n", "4", "--label", "NK")
     assert s.exit_code == 0 and list(pd.read_csv(StringIO(s.stdout))["cell_type"]) == ["NK"] * 4

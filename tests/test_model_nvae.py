@@ -87,8 +87,8 @@ def test_registry_and_contract():
     assert model_class("nvae") is NVAE
     m = build_model("nvae", n_features=P, n_classes=K)
     assert m.kind == "nvae" and m.needs == ("label",)
-    assert m.latent_dim == 8 + 4
-    assert m.class_means().shape == (K, 8)
+    assert m.latent_dim == (K - 1) + 4  # default class_dim: K - 1 (at most 8); issue 17 changed it from 8
+    assert m.class_means().shape == (K, K - 1)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_class_means_fixed_and_separated(k, d):
 
 def test_shapes_and_loss_terms():
     torch.manual_seed(0)
-    m = NVAE(P, K, class_dim=3, shared_dim=2, hidden=(16, 8))
+    m = NVAE(P, K, class_dim=3, shared_dim=2, hidden=(16, 8), free_bits=0.0)  # the plain bound (free bits: test_class_quality)
     x, y = torch.randn(10, P), torch.randint(0, K, (10,))
     terms = m.loss_terms({"x": x, "label": y})
     assert set(terms) == {"loss", "recon", "kl_shared", "kl_class", "classifier"}
@@ -269,7 +269,8 @@ def test_hparams_round_trip(trained):
     hp = json.loads(json.dumps(model.hparams()))
     assert hp == model.hparams()
     assert set(hp) == {"n_features", "n_classes", "class_dim", "shared_dim", "hidden", "likelihood", "beta_c",
-                       "class_separation", "decoder_sees_label", "class_prior", "dropout"}
+                       "class_separation", "decoder_sees_label", "class_prior", "dropout", "free_bits", "kl_warmup",
+                       "class_weight", "linear_head"}
     clone = build_model("nvae", **hp)
     clone.load_state_dict(model.state_dict())
     clone.eval()

@@ -197,7 +197,8 @@ def test_hparams_round_trip():
     h = json.loads(json.dumps(m.hparams()))
     assert h == {"n_features": 5, "n_classes": 4, "code_dim": 3, "hidden": [8, 6],
                  "likelihood": "bernoulli", "beta": 0.5, "alpha": 0.2, "repulsion": "unbounded",
-                 "margin": 2.0, "recon_weight": 0.5, "input_dropout": 0.2, "margin_warmup": 20, "dropout": 0.1}
+                 "margin": 2.0, "recon_weight": 0.5, "input_dropout": 0.2, "margin_warmup": 20, "dropout": 0.1,
+                 "temperature": None, "code_init": "centroids"}
     m2 = SVQVAE(**h)
     m2.load_state_dict(m.state_dict())
     m.eval(), m2.eval()

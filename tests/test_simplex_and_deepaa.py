@@ -62,7 +62,8 @@ def test_archetype_loss_is_zero_when_batch_holds_the_vertices():
 
 
 def test_beta_is_annealed_geometrically_from_start_to_end():
-    model = DeepAA(n_features=3, n_archetypes=3, beta_start=8.0, beta_end=0.5, anneal_fraction=0.5)
+    model = DeepAA(n_features=3, n_archetypes=3, beta_start=8.0, beta_end=0.5, anneal_fraction=0.5,
+                   crowding_start=0.0, crowding_ramp=0.0)  # the crowding ramp would lengthen the warm-up (own test)
     betas = []
     for epoch in range(21):
         model.on_epoch_start(epoch, 21)
@@ -163,6 +164,7 @@ def test_configs_saved_before_an_option_existed_rebuild_what_they_were_trained_w
     hparams = old.hparams()
     del hparams["weights_activation"], hparams["likelihood_variance"]  # a config.json from before they existed
     del hparams["crowding_weight"], hparams["crowding_margin"]
+    del hparams["crowding_start"], hparams["crowding_ramp"], hparams["crowding_detach"]
     rebuilt = DeepAA.from_hparams(hparams)
     assert rebuilt.weights_activation == "softmax" and rebuilt.likelihood_variance == "learned"
     assert rebuilt.crowding_weight == 0.0  # trained without the crowding penalty
@@ -171,6 +173,18 @@ def test_configs_saved_before_an_option_existed_rebuild_what_they_were_trained_w
     assert torch.allclose(old.embed(x)["weights"], rebuilt.embed(x)["weights"])
     new = DeepAA.from_hparams(DeepAA(n_features=6, n_archetypes=3).hparams())
     assert new.weights_activation == "sparsemax" and new.crowding_weight == 10000.0 and new.crowding_margin == 0.98
+    assert (new.crowding_start, new.crowding_ramp, new.crowding_detach) == (0.5, 0.2, False)
+
+
+def test_models_saved_with_the_penalty_from_the_first_epoch_rebuild_with_it():
+    """A config.json written between issue 10 and issue 17 has crowding_weight but no schedule: it was trained with the
+    penalty on from epoch 0, and a resumed or rebuilt model keeps that."""
+    hparams = DeepAA(n_features=6, n_archetypes=3, hidden=[8]).hparams()
+    del hparams["crowding_start"], hparams["crowding_ramp"], hparams["crowding_detach"]
+    rebuilt = DeepAA.from_hparams(hparams)
+    assert rebuilt.crowding_weight == 10000.0 and (rebuilt.crowding_start, rebuilt.crowding_ramp) == (0.0, 0.0)
+    assert rebuilt.crowding_schedule(0, 100) == 1.0 and rebuilt.crowding_scale == 1.0
+    assert rebuilt.annealing_epochs(100) == DeepAA(n_features=6, n_archetypes=3, crowding_weight=0).annealing_epochs(100)
 
 
 def test_embed_equals_the_encoder_outputs_without_the_training_heads():
@@ -230,6 +244,42 @@ def test_crowding_is_part_of_the_loss_and_off_for_models_saved_without_it():
     assert "crowding" not in off.loss_terms({"x": x})
     with pytest.raises(ValueError, match="crowding"):
         DeepAA(n_features=4, n_archetypes=3, crowding_margin=1.5)
+
+
+def test_crowding_starts_late_and_ramps_in():
+    model = DeepAA(n_features=4, n_archetypes=3, hidden=(8,), crowding_start=0.5, crowding_ramp=0.2)
+    scale = [model.crowding_schedule(epoch, 101) for epoch in range(101)]  # start at epoch 50, full from epoch 69
+    assert scale[:50] == [0.0] * 50 and scale[50] == pytest.approx(0.05) and scale[69:] == [1.0] * 32
+    assert all(a <= b for a, b in zip(scale, scale[1:]))
+    assert model.annealing_epochs(101) == 70  # early stopping waits for the full penalty
+    torch.manual_seed(0)
+    x = torch.randn(16, 4) * 10
+    with torch.no_grad():
+        model.weights_head.weight.mul_(100)  # large leads: most rows on a vertex
+    model.on_epoch_start(0, 101)
+    torch.manual_seed(1)
+    early = model.loss_terms({"x": x})
+    without = early["recon"] + model.beta * early["kl"] + model.archetype_weight * early["archetype"]
+    assert float(early["crowding"].detach()) > 0 and torch.allclose(early["loss"], without)  # reported, not counted
+    model.on_epoch_start(100, 101)
+    torch.manual_seed(1)
+    late = model.loss_terms({"x": x})
+    without = late["recon"] + model.beta * late["kl"] + model.archetype_weight * late["archetype"]
+    assert torch.allclose(late["loss"], without + model.crowding_weight * late["crowding"])
+    with pytest.raises(ValueError, match="crowding_start"):
+        DeepAA(n_features=4, n_archetypes=3, crowding_start=1.5)
+
+
+def test_a_detached_crowding_penalty_trains_only_the_weights_head():
+    torch.manual_seed(0)
+    model = DeepAA(n_features=4, n_archetypes=3, hidden=(8,), crowding_start=0, crowding_ramp=0, crowding_detach=True)
+    with torch.no_grad():
+        model.weights_head.weight.mul_(100)
+    logits = model.encode(torch.randn(32, 4) * 10)
+    penalty = model.crowding(model.weights_head(logits["h"].detach()))
+    assert float(penalty.detach()) > 0
+    penalty.backward()
+    assert model.weights_head.weight.grad is not None and all(p.grad is None for p in model.encoder.parameters())
 
 
 def _smooth_table(path, n=180, p=12, seed=0):

@@ -83,6 +83,19 @@ def detector_table(sums: np.ndarray, counts: np.ndarray, classes: list[str], cla
     return pd.concat([table, per], axis=1)
 
 
+def collapse_warning(n_active: int, module) -> str | None:
+    """The warning ``fit`` logs when fewer than a quarter of nvae's latent dimensions are active (any role
+    but "inactive" in :func:`detector_table`), naming what to change; None otherwise."""
+    d = module.latent_dim
+    if 4 * n_active >= d:
+        return None
+    shared = module.shared_dim
+    return (f"nvae: only {n_active} of {d} latent dimensions are active (mean KL >= {ACTIVE_KL} nats in some class); "
+            f"the others carry nothing beyond the label. Use a smaller latent (--latent-dim, now {module.class_dim}; "
+            f"--shared-dim, now {shared}), more --epochs, or keep the shared dimensions open with "
+            f"--set free_bits=0.5 (now {module.free_bits:g}) and --set kl_warmup=20 (now {module.kl_warmup})")
+
+
 class NVAEAnalysis(ModelAnalysis):
     # --- fit --------------------------------------------------------------------------------------
     def check_options(self, options) -> None:
@@ -123,6 +136,9 @@ class NVAEAnalysis(ModelAnalysis):
         out = {"n_classes": len(model.prep.classes),
                "active_class_dims": int(((table["latent"] == "class") & (table["role"] != "inactive")).sum()),
                "active_shared_dims": int(((table["latent"] == "shared") & (table["role"] != "inactive")).sum())}
+        warning = collapse_warning(out["active_class_dims"] + out["active_shared_dims"], module)
+        if warning:
+            log.warning("%s", warning)
         if len(val_index) == 0:
             log.warning("no validation rows were held out (--val-fraction 0 or too few rows): no held-out accuracy is reported")
             return out

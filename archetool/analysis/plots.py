@@ -153,8 +153,11 @@ def heatmap(matrix: np.ndarray, labels: list[str], path: Path, title: str, cmap:
 
 def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, cmap: str = "RdBu_r",
                    cluster: bool = True, vmin=None, vmax=None, ax=None):
-    """A (clustered) square heatmap; rows/columns reordered by average-linkage clustering when ``cluster``."""
-    order = np.arange(len(labels))
+    """A (clustered) square heatmap; rows/columns reordered by average-linkage clustering when ``cluster``,
+    with the clustering's dendrogram on the left (when the figure is new, i.e. ``ax`` is None).
+
+    The clustering reads ``matrix`` as distances, or as similarities (1 - matrix) when ``vmin`` < 0."""
+    order, tree = np.arange(len(labels)), None
     if cluster and len(labels) > 2:
         from scipy.cluster.hierarchy import leaves_list, linkage
         from scipy.spatial.distance import squareform
@@ -162,17 +165,36 @@ def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, cmap: str 
         dist = matrix if vmin is None or vmin >= 0 else 1 - matrix
         dist = (dist + dist.T) / 2
         np.fill_diagonal(dist, 0)
-        order = leaves_list(linkage(squareform(np.clip(dist, 0, None), checks=False), "average"))
+        tree = linkage(squareform(np.clip(dist, 0, None), checks=False), "average")
+        order = leaves_list(tree)
     m = matrix[np.ix_(order, order)]
     size = min(16, 3 + 0.18 * len(labels))
-    fig, ax = _axes(ax, (size + 1, size))
-    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
+    side = None  # the dendrogram's axes
+    if ax is None and tree is not None:
+        from scipy.cluster.hierarchy import dendrogram
+
+        fig = _pyplot().figure(figsize=(size + 2.5, size))
+        grid = fig.add_gridspec(1, 2, width_ratios=[1.2, size], wspace=0.01)
+        side, ax = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+        # leaves top to bottom in heatmap row order (imshow puts row 0 at the top)
+        dendrogram(tree, orientation="left", no_labels=True, ax=side, color_threshold=0, above_threshold_color="0.3")
+        side.set_ylim(10 * len(labels), 0)
+        side.set_axis_off()
+    else:
+        fig, ax = _axes(ax, (size + 1, size))
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto" if side is not None else "equal")
     ticks = np.arange(len(labels))
     names = [labels[i] for i in order]
     fs = max(4, min(9, int(300 / max(len(labels), 1))))
     ax.set_xticks(ticks, names, rotation=90, fontsize=fs)
     ax.set_yticks(ticks, names, fontsize=fs)
-    fig.colorbar(im, ax=ax, shrink=0.7)
+    if side is not None:  # labels right of the heatmap, the colour bar above the dendrogram
+        ax.yaxis.tick_right()
+        cax = side.inset_axes([0.1, 1.01, 0.8, 0.03])
+        fig.colorbar(im, cax=cax, orientation="horizontal")
+        cax.tick_params(labelsize=7)
+    else:
+        fig.colorbar(im, ax=ax, shrink=0.7)
     ax.set_title(title, fontsize=10)
     return fig
 

@@ -12,6 +12,7 @@ import torch
 
 from archetool.analysis.base import exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
+from archetool.models.svqvae import fit_temperature
 
 log = logging.getLogger("archetool")
 
@@ -41,6 +42,22 @@ def code_distances(codes: np.ndarray) -> np.ndarray:
     dist = np.sqrt((diff.astype(np.float64) ** 2).sum(-1))
     np.fill_diagonal(dist, 0.0)
     return dist
+
+
+def centroid_agreement(codes: np.ndarray, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Do the codes mean something? Spearman rho between the K(K-1)/2 pairwise distances of the class codes
+    (K, D) and those of the class centroids of x (n, p) with labels (n,) in 0..K-1 (classes without rows are
+    left out); returns (rho, the centroid distances (K, K))."""
+    from scipy.stats import spearmanr
+
+    k = codes.shape[0]
+    present = np.bincount(labels, minlength=k) > 0
+    centroids = np.stack([x[labels == c].mean(0) if present[c] else np.zeros(x.shape[1]) for c in range(k)])
+    cent = code_distances(centroids)
+    iu = np.triu_indices(int(present.sum()), 1)
+    keep = np.flatnonzero(present)
+    rho = spearmanr(code_distances(codes[keep])[iu], cent[np.ix_(keep, keep)][iu]).statistic
+    return float(rho), cent
 
 
 class SVQVAEAnalysis(ModelAnalysis):
@@ -75,8 +92,14 @@ class SVQVAEAnalysis(ModelAnalysis):
             raise ArchetoolError(f"--model svqvae: {err}") from None
 
     def summary(self, model, data, val_index) -> dict:
-        """Nearest-code accuracy on the held-out validation rows only (never on training rows)."""
+        """Nearest-code accuracy on the held-out validation rows only (never on training rows); sets the
+        module's probability temperature from the validation rows (the training rows when there are none)."""
         out = {"n_classes": len(model.prep.classes)}
+        if data.label is not None and len(data.label):
+            rows = val_index if len(val_index) else np.arange(len(data.label))
+            distances = torch.from_numpy(model.transform(data.x[rows])["distances"]).double()
+            model.module.temperature = fit_temperature(distances ** 2, torch.from_numpy(data.label[rows]))
+            out["temperature"] = model.module.temperature
         if data.label is None or len(val_index) == 0:
             log.warning("no validation rows were held out (--val-fraction 0 or too few rows): "
                         "no held-out accuracy is reported")

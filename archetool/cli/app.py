@@ -225,6 +225,8 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="More log 
 FORMAT_HELP = "Format of data read from standard input ('-'): smi | csv | tsv."
 NA_HELP = ("A token that marks a missing value in a text table, e.g. '?' (repeatable, or comma-separated); "
            "pandas' usual set (empty, NA, N/A, NaN, nan, NULL, null, None, #N/A, ...) always does.")
+THREADS_HELP = ("CPU threads for torch (default: OMP_NUM_THREADS, else the CPUs this process may use - affinity, "
+                "cgroup quota, SLURM_CPUS_PER_TASK - less those other jobs keep busy).")
 JOBS_HELP = "Worker processes featurising molecules (default: the cores available)."
 
 
@@ -239,6 +241,13 @@ def _set_jobs(jobs: Optional[int]) -> None:
     from archetool.data.featurizers import set_default_jobs
 
     set_default_jobs(jobs)
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    """torch's CPU threads for this command: --threads, else archetool.threads.default_threads()."""
+    from archetool.threads import apply_threads
+
+    apply_threads(threads, what="this command")
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -361,6 +370,8 @@ def fit(
     split: str = typer.Option("random", "--split", help="Validation split: random (stratified by --label) | scaffold (molecules: whole Bemis-Murcko scaffolds held out)."),
     descriptor_set: str = typer.Option("fast", "--descriptor-set", help="RDKit descriptors: fast (default) | full (adds qed, SPS, AvgIpc, BertzCT; slower)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Molecules: the sequence decoder's longest molecule in SELFIES symbols (default: the data's 99.5th percentile); longer ones train the encoder and side head only."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     na_values: List[str] = typer.Option([], "--na-values", help=NA_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already in --out (with its archetypes and other results); refused without it."),
@@ -388,6 +399,7 @@ def fit(
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
         decoder=decoder, decoder_epochs=decoder_epochs, split=split, jobs=jobs, descriptor_set=descriptor_set,
+        max_tokens=max_tokens, threads=threads,
         na_values=_parse_na_values(na_values), overwrite=overwrite, data_label=STDIN_NAME if from_stdin else None,
     )
     if len(ks) > 1:
@@ -413,7 +425,7 @@ def embed(
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Rows per forward pass."),
     chunk_rows: int = typer.Option(65536, "--chunk-rows", min=1, help="Rows read from disk at a time, at most (wide inputs use fewer: a chunk stays under 32 MiB)."),
     device: str = typer.Option("auto", "--device"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the forward passes (default: OMP_NUM_THREADS, else the cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer to use instead of X (default: the model's training layer)."),
@@ -428,6 +440,7 @@ def embed(
 
     data = _data_path(data, fmt)
     _set_jobs(jobs)
+    _set_threads(threads)
     from archetool.data.readers import data_extension
 
     if data_extension(Path(data)) in (".smi", ".smiles", ".sdf") and Path(data).is_file() and Path(data).stat().st_size > 40_000:
@@ -445,10 +458,12 @@ def archetypes(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data for exemplars (default: the training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: MODEL/archetypes)."),
     n_exemplars: int = typer.Option(5, "--n-exemplars", min=1),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Write archetypes / class codes, exemplars and pictures."""
     data = _data_path(data, fmt)
+    _set_threads(threads)
     from archetool.analysis import adapter
     from archetool.analysis.base import analysis_rows
     from archetool.model import ArchetoolModel
@@ -473,10 +488,12 @@ def interpolate(
     grid: Optional[int] = typer.Option(None, "--grid", min=1, help="deepaa: decode a barycentric grid with this many steps per edge instead."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data whose sample ids may be endpoints (default: training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Decode points on a straight line in latent space (or a barycentric grid)."""
     data = _data_path(data, fmt)
+    _set_threads(threads)
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir)
@@ -498,10 +515,12 @@ def sample(
     reference: Optional[Path] = typer.Option(None, "--reference", metavar="FILE", help="SMILES file or CSV that 'novel' and the most similar molecule are judged against (default: the training molecules)."),
     prior: str = typer.Option("posterior", "--prior", metavar="posterior|dirichlet", help="deepaa: posterior (the training rows' weights, default) or dirichlet."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
     """Draw new samples (new molecules, for molecule models) from the model's prior and decode them."""
     data = _data_path(data, fmt)
+    _set_threads(threads)
     from archetool.model import ArchetoolModel
 
     parsed = None

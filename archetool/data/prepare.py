@@ -332,12 +332,14 @@ def load_training_data(
     min_class_size: int = 2,
     strict_classes: bool = False,
     decoder: str | None = None,
+    max_tokens: int | None = None,
 ) -> tuple[Dataset, Preprocessing]:
     """Read, validate and featurise a training file (or in-memory data, see ``open_source``).
     Raises InputError with one line on bad input.
 
     ``decoder``: "selfies" (SELFIES tokens for the molecule sequence decoder), "none", or None = "selfies"
-    for molecule inputs and "none" otherwise.
+    for molecule inputs and "none" otherwise. ``max_tokens``: the decoder's longest molecule in SELFIES
+    symbols (None: the 99.5th percentile of the data's); longer ones are left out of its loss (logged).
     """
     options = read_options or ReadOptions()
     source = open_source(path, options)
@@ -385,22 +387,20 @@ def load_training_data(
         feats = featurizer.transform(batch, path)
     else:
         featurizer.fit(batch, exclude, path)
-        feats = featurizer.transform(batch, path, smiles_column) if smiles_column else featurizer.transform(batch, path)
+        feats = _molecule_features(featurizer, batch, path, smiles_column) if smiles_column else featurizer.transform(batch, path)
 
     rejects = rejects_table(batch, feats.rejects)
     if feats.valid.sum() == 0:
         raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
     selfies = None
     if (decoder or ("selfies" if smiles_column else "none")) == "selfies":
-        from archetool.data.selfies_tokens import encode_molecules
-
         if not smiles_column:
             raise InputError(f"{path}: --decoder selfies generates molecules and needs molecule data (.smi, .sdf or a "
                              f"table with a SMILES column), but this is {source.kind} data; use --decoder none")
         selfies = np.full(len(batch), None, dtype=object)
         rows = np.flatnonzero(feats.valid)
         smiles_all = batch.obs[smiles_column].astype(str).to_numpy()
-        encoded, reasons = encode_molecules(smiles_all[rows].tolist())
+        encoded, reasons = _selfies(smiles_all[rows].tolist())
         bad = [(int(i), why) for i, why in zip(rows, reasons) if why is not None]
         selfies[rows] = encoded
         if bad:
@@ -447,9 +447,10 @@ def load_training_data(
         from archetool.data.selfies_tokens import SelfiesVocabulary
 
         kept = selfies[keep].tolist()
-        vocabulary = SelfiesVocabulary.build(kept)
+        vocabulary = SelfiesVocabulary.build(kept, max_length=max_tokens)
         prep.sequence = vocabulary.state()
         data.tokens = vocabulary.encode(kept)
+        _log_long_molecules(path, data.tokens, vocabulary.max_length, max_tokens)
     if side:
         raw = obs[side].to_numpy(dtype=np.float64)
         prep.side_names = side
@@ -474,6 +475,51 @@ def warn_left_out(path, data: Dataset) -> None:
         log.warning("%s: %d column%s not numeric and left out of the features: %s (use a class column with --label)",
                     path, len(data.left_out), "s are" if len(data.left_out) > 1 else " is",
                     preview([repr(c) for c in data.left_out], 8))
+
+
+def _molecule_features(featurizer, batch: RawBatch, path, smiles_column: str):
+    """``featurizer.transform`` of a molecule batch, through the feature cache (:mod:`archetool.data.feature_cache`)."""
+    from archetool.data.feature_cache import cached
+    from archetool.data.featurizers import Features
+
+    smiles = batch.obs[smiles_column].astype(str).tolist()
+
+    def compute():
+        feats = featurizer.transform(batch, path, smiles_column)
+        return {"x": feats.x, "valid": feats.valid}
+
+    out = cached("features", smiles, featurizer.state(), compute)
+    valid = out["valid"].astype(bool)
+    return Features(x=out["x"].astype(np.float32, copy=False), valid=valid,
+                    rejects=[(int(i), smiles[i]) for i in np.flatnonzero(~valid)])
+
+
+def _selfies(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
+    """:func:`encode_molecules` through the feature cache."""
+    from archetool.data.feature_cache import cached
+    from archetool.data.selfies_tokens import encode_molecules
+
+    def compute():
+        encoded, reasons = encode_molecules(smiles)
+        return {"selfies": np.array([e or "" for e in encoded], dtype=str),
+                "reasons": np.array([r or "" for r in reasons], dtype=str)}
+
+    out = cached("selfies", smiles, {}, compute)
+    return [e or None for e in out["selfies"].tolist()], [r or None for r in out["reasons"].tolist()]
+
+
+def _log_long_molecules(path, tokens: np.ndarray, max_length: int, max_tokens: int | None) -> None:
+    """Say how many molecules are longer than the decoder's ``max_length`` (their token rows are all padding)."""
+    from archetool.data.selfies_tokens import LENGTH_PERCENTILE, PAD
+
+    long = int((tokens[:, 0] == PAD).sum())
+    if not long:
+        return
+    why = (f"--max-tokens {max_tokens}" if max_tokens is not None
+           else f"the {LENGTH_PERCENTILE:g}th percentile of the data's lengths; --max-tokens N raises it")
+    log.warning("%s: %d of %d molecules have more than %d SELFIES symbols (%s): they train the encoder and the "
+                "side head but are left out of the sequence decoder's loss, so they do not lengthen every epoch",
+                path, long, len(tokens), max_length, why)
 
 
 def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:

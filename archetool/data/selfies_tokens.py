@@ -14,6 +14,7 @@ import numpy as np
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIAL = ("<pad>", "<bos>", "<eos>")
+LENGTH_PERCENTILE = 99.5  # the decoder's default max_length: a longer tail costs epoch time, not coverage
 
 
 def canonical_smiles(smiles: str) -> str | None:
@@ -50,16 +51,16 @@ class SelfiesVocabulary:
     max_length: int
 
     @classmethod
-    def build(cls, selfies_strings: list[str]) -> "SelfiesVocabulary":
-        import selfies as sf
-
-        symbols: set[str] = set()
-        longest = 1
-        for s in selfies_strings:
-            tokens = list(sf.split_selfies(s))
-            symbols.update(tokens)
-            longest = max(longest, len(tokens))
-        return cls(sorted(symbols), longest)
+    def build(cls, selfies_strings: list[str], max_length: int | None = None,
+              percentile: float = LENGTH_PERCENTILE) -> "SelfiesVocabulary":
+        """The symbols of ``selfies_strings``; max_length: ``max_length`` when given, else the ``percentile``-th
+        percentile of their lengths in symbols (a length some molecule has: ``method="higher"``)."""
+        split = split_all(selfies_strings)
+        symbols: set[str] = set().union(*split)
+        if max_length is None:
+            lengths = [len(tokens) for tokens in split]
+            max_length = int(np.percentile(lengths, percentile, method="higher")) if lengths else 1
+        return cls(sorted(symbols), max(1, int(max_length)))
 
     @property
     def size(self) -> int:
@@ -84,15 +85,17 @@ class SelfiesVocabulary:
         return cls(list(state["symbols"]), int(state["max_length"]))
 
     def encode(self, selfies_strings: list[str]) -> np.ndarray:
-        """SELFIES strings -> int64 token array (n, max_length + 1); symbols not in the vocabulary are an error."""
-        import selfies as sf
+        """SELFIES strings -> int64 token array (n, max_length + 1); symbols not in the vocabulary are an error.
 
+        A molecule of more than max_length symbols is a row of padding only: the decoder's loss ignores
+        padding, so it is left out of that loss (never truncated into a different molecule)."""
         index = {s: i + len(SPECIAL) for i, s in enumerate(self.symbols)}
         out = np.full((len(selfies_strings), self.sequence_length), PAD, dtype=np.int64)
-        for row, s in enumerate(selfies_strings):
-            ids = [index[t] for t in sf.split_selfies(s)][: self.max_length]
-            out[row, : len(ids)] = ids
-            out[row, len(ids)] = EOS
+        for row, tokens in enumerate(split_all(selfies_strings)):
+            if len(tokens) > self.max_length:
+                continue
+            out[row, : len(tokens)] = [index[t] for t in tokens]
+            out[row, len(tokens)] = EOS
         return out
 
     def to_selfies(self, tokens: np.ndarray) -> list[str]:
@@ -120,6 +123,13 @@ class SelfiesVocabulary:
             except sf.DecoderError:
                 smiles.append(None)
         return smiles
+
+
+def split_all(selfies_strings: list[str]) -> list[list[str]]:
+    """SELFIES strings (n) -> their symbols (n lists)."""
+    import selfies as sf
+
+    return [list(sf.split_selfies(s)) for s in selfies_strings]
 
 
 def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:

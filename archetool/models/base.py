@@ -100,8 +100,16 @@ class ArchetoolModule(nn.Module):
         """
         if self.sequence_decoder is None or "tokens" not in batch:
             return terms
+        tokens, condition = batch["tokens"], condition.detach()
         source = batch["x"].detach() if self.sequence_decoder.free_dim else None
-        tokens = self.sequence_decoder.loss(condition.detach(), batch["tokens"], source)
+        decoded = tokens[:, 0] != 0  # molecules over the decoder's max_length are rows of padding: left out
+        if not bool(decoded.all()):
+            if not bool(decoded.any()):  # the same keys in every batch (DDP sums them across ranks)
+                terms["tokens"] = terms["loss"].new_zeros(())
+                return terms
+            tokens, condition = tokens[decoded], condition[decoded]
+            source = source[decoded] if source is not None else None
+        tokens = self.sequence_decoder.loss(condition, tokens, source)
         terms["tokens"] = tokens
         terms["loss"] = terms["loss"] + self.sequence_decoder.token_weight * tokens
         return terms
@@ -110,6 +118,10 @@ class ArchetoolModule(nn.Module):
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Named scalar loss terms; key ``"loss"`` is the total that is minimised."""
         raise NotImplementedError
+
+    def init_from_data(self, arrays: dict) -> None:
+        """Hook run once on a new module before training: ``arrays`` are the training arrays in model space
+        (numpy: "x" (n, p), "label" (n,), ...). Default: nothing (weights keep their random initialisation)."""
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         """Hook for schedules (e.g. beta annealing). ``epoch`` is 0-based."""

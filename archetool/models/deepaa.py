@@ -41,6 +41,13 @@ class DeepAA(ArchetoolModule):
                      off the vertices (default 10000; 0 = off, as in models saved before it existed).
                      Without it sparsemax puts most rows of a small real table exactly on a vertex
     crowding_margin: a row is held to a lead of at most crowding_margin x the lead that reaches a vertex
+    crowding_start:  fraction of the epochs trained without the penalty (default 0.5), so the archetypes are found
+                     first; on from the first epoch (0, models saved before this option) the penalty made some
+                     fits on curved data fold, with archetype errors 2x linear AA's (issue 17)
+    crowding_ramp:   fraction of the epochs over which the penalty then rises linearly to crowding_weight
+                     (default 0.2); early stopping waits until the ramp is over
+    crowding_detach: the penalty's gradient reaches only the A head (the encoder's features are detached); off by
+                     default: it left 22 % of wine's rows on a vertex
     likelihood_variance: Gaussian variance mode, "calibrated" (default) or "learned"; see likelihoods.py
     side_weight:     lambda_side on the side NLL (summed over side variables); default max(100, p/2), so the
                      side term keeps its weight against a reconstruction NLL summed over p features
@@ -52,7 +59,8 @@ class DeepAA(ArchetoolModule):
 
     kind = "deepaa"
     needs = ("side",)
-    saved_defaults = {"weights_activation": "softmax", "likelihood_variance": "learned", "crowding_weight": 0.0}
+    saved_defaults = {"weights_activation": "softmax", "likelihood_variance": "learned", "crowding_weight": 0.0,
+                      "crowding_start": 0.0, "crowding_ramp": 0.0, "crowding_detach": False}
     final_lr_fraction = 0.01  # the decoder settles: decode(Z) off the data plane 0.013 -> 0.004 (linear k=3)
 
     def __init__(
@@ -66,6 +74,9 @@ class DeepAA(ArchetoolModule):
         weights_activation: str = "sparsemax",
         crowding_weight: float = 10000.0,
         crowding_margin: float = 0.98,
+        crowding_start: float = 0.5,
+        crowding_ramp: float = 0.2,
+        crowding_detach: bool = False,
         side_weight: float | None = None,
         archetype_weight: float = 100.0,
         beta_start: float = 10.0,
@@ -84,6 +95,8 @@ class DeepAA(ArchetoolModule):
             raise ValueError(f"unknown weights_activation {weights_activation!r}; choose one of {WEIGHT_ACTIVATIONS}")
         if crowding_weight < 0 or not 0 < crowding_margin <= 1:
             raise ValueError(f"crowding_weight must be >= 0 and crowding_margin in (0, 1], got {crowding_weight}, {crowding_margin}")
+        if not (0 <= crowding_start <= 1 and 0 <= crowding_ramp <= 1):
+            raise ValueError(f"crowding_start and crowding_ramp are fractions of the epochs in [0, 1], got {crowding_start}, {crowding_ramp}")
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         self.n_archetypes = int(n_archetypes)
@@ -93,6 +106,9 @@ class DeepAA(ArchetoolModule):
         self.weights_activation = weights_activation
         self.crowding_weight = float(crowding_weight)
         self.crowding_margin = float(crowding_margin)
+        self.crowding_start, self.crowding_ramp = float(crowding_start), float(crowding_ramp)
+        self.crowding_detach = bool(crowding_detach)
+        self.crowding_scale = 1.0 if self.crowding_start == 0 and self.crowding_ramp == 0 else 0.0  # set per epoch
         self.side_weight = float(side_weight) if side_weight is not None else max(100.0, n_features / 2)
         self.archetype_weight = float(archetype_weight)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
@@ -119,7 +135,8 @@ class DeepAA(ArchetoolModule):
             n_features=self.n_features, n_archetypes=self.n_archetypes, n_side=self.n_side,
             hidden=list(self.hidden), likelihood=self.likelihood.name, likelihood_variance=self.likelihood_variance,
             weights_activation=self.weights_activation, crowding_weight=self.crowding_weight,
-            crowding_margin=self.crowding_margin, side_weight=self.side_weight,
+            crowding_margin=self.crowding_margin, crowding_start=self.crowding_start, crowding_ramp=self.crowding_ramp,
+            crowding_detach=self.crowding_detach, side_weight=self.side_weight,
             archetype_weight=self.archetype_weight, beta_start=self.beta_start, beta_end=self.beta_end,
             anneal_fraction=self.anneal_fraction, prior=self.prior, dirichlet_alpha=self.dirichlet_alpha,
             prior_scale=self.prior_scale, prior_samples=self.prior_samples, dropout=self.dropout,
@@ -137,7 +154,7 @@ class DeepAA(ArchetoolModule):
         weights = self.activate(logits)
         batch_mix = rearrange(torch.softmax(self.batch_head(h), dim=0), "n k -> k n")
         sigma = F.softplus(self.scale_head(h)) + 1e-4
-        return {"A": weights, "logits": logits, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma}
+        return {"A": weights, "logits": logits, "B": batch_mix, "mu": weights @ self.Z, "sigma": sigma, "h": h}
 
     def mixture_weights(self, h: torch.Tensor) -> torch.Tensor:
         """Encoder features h (n, hidden[-1]) -> mixture weights A (n, k) on the simplex."""
@@ -212,9 +229,21 @@ class DeepAA(ArchetoolModule):
         span = max(1.0, self.anneal_fraction * (n_epochs - 1))
         progress = min(1.0, epoch / span)
         self.beta = self.beta_start * (self.beta_end / self.beta_start) ** progress
+        self.crowding_scale = self.crowding_schedule(epoch, n_epochs)
+
+    def crowding_schedule(self, epoch: int, n_epochs: int) -> float:
+        """Factor in [0, 1] on crowding_weight at 0-based ``epoch``: 0 before crowding_start x (n_epochs - 1),
+        then a linear rise over crowding_ramp x (n_epochs - 1) epochs."""
+        start = self.crowding_start * (n_epochs - 1)
+        ramp = self.crowding_ramp * (n_epochs - 1)
+        if epoch < start:
+            return 0.0
+        return 1.0 if ramp <= 0 else min(1.0, (epoch - start + 1) / ramp)
 
     def annealing_epochs(self, n_epochs: int) -> int:
-        return int(math.ceil(self.anneal_fraction * (n_epochs - 1)))
+        """Epochs before early stopping may count: the KL annealing and the crowding penalty's ramp."""
+        crowding = (self.crowding_start + self.crowding_ramp) if self.crowding_weight else 0.0
+        return int(math.ceil(max(self.anneal_fraction, crowding) * (n_epochs - 1)))
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["x"]
@@ -226,8 +255,9 @@ class DeepAA(ArchetoolModule):
         terms = {"recon": recon, "kl": kl, "archetype": at}
         loss = recon + self.beta * kl + self.archetype_weight * at
         if self.crowding_weight:
-            terms["crowding"] = self.crowding(enc["logits"])
-            loss = loss + self.crowding_weight * terms["crowding"]
+            logits = self.weights_head(enc["h"].detach()) if self.crowding_detach else enc["logits"]
+            terms["crowding"] = self.crowding(logits)
+            loss = loss + self.crowding_weight * self.crowding_scale * terms["crowding"]
         if self.side_head is not None:
             side_nll = 0.5 * ((self.side_head(t) - batch["side"]) ** 2).sum(-1).mean()
             terms["side"] = side_nll

@@ -60,7 +60,19 @@ distances first *rise* for 10-15 epochs even as held-out accuracy climbs (LINCS-
 loss 35.6 at epoch 2, 38.1 at epoch 8, 31.2 at epoch 30; accuracy 0.40 -> 0.56 -> 0.57), so a
 patience of 15 kept epoch 2-6 models (``margin_warmup=0``: 0.457 held-out accuracy against 0.571).
 
-Prediction: nearest code argmin_k ||z_e - e_k||.
+Code initialisation (``code_init``, default "centroids", issue 17): before training, ``fit`` places the codes
+at the class centroids of the training rows (model space), projected on their first D principal axes and
+scaled so that the largest coordinate is 1 (the edge of the tanh box). The training objective says nothing
+about how the codes lie relative to each other, so from a random start their distances kept no trace of
+the classes' similarity: Spearman rho between code distances and class-centroid distances 0.00 on pbmc
+and 0.02 on the LINCS plate, like a random codebook (benchmarks/results/code_meaning_before.md); from
+the centroids training keeps much of that geometry (benchmarks/results/code_meaning.md). Models saved
+before this was added were trained from "random" (``saved_defaults``; it matters only in training).
+
+Prediction: nearest code argmin_k ||z_e - e_k||. Probabilities (``embed``'s "probs", for log loss and
+calibrated confidence): softmax_k(-||z_e - e_k||^2 / T), the same argmax; ``fit`` sets the temperature T
+to the value that minimises the log loss on its validation rows (:func:`fit_temperature`; a single number,
+so it cannot overfit them), and saves it with the hyper-parameters. Models saved before it existed use T = 1.
 """
 
 from __future__ import annotations
@@ -74,6 +86,9 @@ from archetool.models.base import ArchetoolModule
 from archetool.models.layers import mlp
 
 REPULSIONS = ("hinge", "unbounded")
+CODE_INITS = ("random", "centroids")
+#: code_init="centroids": the largest coordinate of the scaled centroids (the tanh box is [-1, 1])
+CODE_INIT_EDGE = 1.0
 
 
 def sq_distances(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -85,6 +100,25 @@ def sq_distances(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 def _sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise squared distance: (n, D), (n, D) -> (n,)."""
     return (a - b).pow(2).sum(-1)
+
+
+def fit_temperature(sq_dist: torch.Tensor, labels: torch.Tensor, n_grid: int = 241) -> float:
+    """The T > 0 minimising the cross-entropy of softmax(-sq_dist / T) on sq_dist (n, K), labels (n,).
+
+    The targets are the labels smoothed by one pseudo-row, (1 - e) onehot + e / K with e = 1 / (n + 1):
+    with every row right (often, on a few validation rows) the plain log loss falls without end as T -> 0,
+    which would make every later mistake cost without bound. A log-spaced grid from 1e-3 to 1e3 times the
+    median squared distance (neighbouring values differ by 6 %: a 1-D search needs nothing finer).
+    """
+    sq_dist = sq_dist.double()
+    n, k = sq_dist.shape
+    eps = 1.0 / (n + 1)
+    scale = float(sq_dist.median().clamp_min(1e-12))
+    grid = scale * torch.logspace(-3, 3, n_grid, dtype=torch.float64)
+    log_p = (-sq_dist[None] / grid[:, None, None]).log_softmax(-1)  # (g, n, K)
+    own = log_p.gather(-1, labels.long()[None, :, None].expand(len(grid), -1, 1))[..., 0]  # (g, n)
+    loss = -((1 - eps) * own + eps * log_p.mean(-1)).mean(1)
+    return float(grid[int(loss.argmin())])
 
 
 def auto_code_dim(n_classes: int) -> int:
@@ -105,6 +139,7 @@ class SVQVAE(ArchetoolModule):
 
     kind = "svqvae"
     needs = ("label",)
+    saved_defaults = {"temperature": None, "code_init": "random"}
 
     def __init__(
         self,
@@ -121,6 +156,8 @@ class SVQVAE(ArchetoolModule):
         input_dropout: float = 0.2,
         margin_warmup: int = 20,
         dropout: float = 0.0,
+        temperature: float | None = None,
+        code_init: str = "centroids",
     ):
         super().__init__(n_features, likelihood)
         if repulsion not in REPULSIONS:
@@ -147,6 +184,12 @@ class SVQVAE(ArchetoolModule):
         self.input_dropout = float(input_dropout)
         self.margin_warmup = int(margin_warmup)
         self.dropout = float(dropout)
+        if temperature is not None and not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = None if temperature is None else float(temperature)  # set by fit (None: 1)
+        if code_init not in CODE_INITS:
+            raise ValueError(f"unknown code_init {code_init!r}; choose one of {list(CODE_INITS)}")
+        self.code_init = code_init
         self.margin_scale = 1.0  # the warm-up's current fraction of the margin (1 outside training)
 
         self.encoder = mlp(self.n_features, self.hidden, self.code_dim, self.dropout)
@@ -171,6 +214,8 @@ class SVQVAE(ArchetoolModule):
             "input_dropout": self.input_dropout,
             "margin_warmup": self.margin_warmup,
             "dropout": self.dropout,
+            "temperature": self.temperature,
+            "code_init": self.code_init,
         }
 
     @property
@@ -193,6 +238,29 @@ class SVQVAE(ArchetoolModule):
         return self.likelihood.mean(self.decoder(z))
 
     # --- training -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_from_data(self, arrays: dict) -> None:
+        """``code_init="centroids"``: start the codes at the class centroids of x, projected on their first D
+        principal axes and scaled so the largest coordinate is 0.5 (the random start's range); the codes'
+        distances then begin as the centroids' and training keeps much of that geometry."""
+        if self.code_init != "centroids" or "label" not in arrays:
+            return
+        import numpy as np
+
+        x, y = np.asarray(arrays["x"], np.float64), np.asarray(arrays["label"], np.int64)
+        counts = np.bincount(y, minlength=self.n_classes)
+        sums = np.zeros((self.n_classes, x.shape[1]))
+        np.add.at(sums, y, x)
+        centroids = sums / np.maximum(counts, 1)[:, None]
+        centred = centroids - centroids[counts > 0].mean(0)
+        u, sv, _ = np.linalg.svd(centred, full_matrices=False)
+        coords = np.zeros((self.n_classes, self.code_dim))
+        m = min(self.code_dim, len(sv))
+        coords[:, :m] = u[:, :m] * sv[:m]
+        coords[counts == 0] = np.random.default_rng(0).uniform(-0.5, 0.5, (int((counts == 0).sum()), self.code_dim))
+        scale = np.abs(coords[counts > 0]).max()
+        self.codebook.weight.copy_(torch.from_numpy(CODE_INIT_EDGE * coords / (scale if scale > 0 else 1.0)).float())
+
     def annealing_epochs(self, n_epochs: int) -> int:
         """Margin warm-up length: min(margin_warmup, n_epochs // 4) epochs (early stopping ignores them)."""
         return min(self.margin_warmup, n_epochs // 4)
@@ -250,12 +318,14 @@ class SVQVAE(ArchetoolModule):
     # --- inference ----------------------------------------------------------------------------
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(n, p) -> {"z": z_e (n, D), "pred": nearest code (n,) long,
-        "distance": Euclidean distance to it (n,), "distances": to every code (n, K)}."""
+        """(n, p) -> {"z": z_e (n, D), "pred": nearest code (n,) long, "distance": Euclidean distance to it
+        (n,), "distances": to every code (n, K), "probs": softmax(-distances^2 / T) (n, K)}."""
         z = self.encode(x)
-        distances = sq_distances(z, self.codebook.weight).clamp_min(0).sqrt()
+        sq = sq_distances(z, self.codebook.weight).clamp_min(0)
+        distances = sq.sqrt()
         distance, pred = distances.min(1)
-        return {"z": z, "pred": pred, "distance": distance, "distances": distances}
+        probs = (-sq / (self.temperature or 1.0)).softmax(1)
+        return {"z": z, "pred": pred, "distance": distance, "distances": distances, "probs": probs}
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

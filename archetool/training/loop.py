@@ -3,6 +3,10 @@
 Models supply ``loss_terms(batch) -> {"loss": ..., <term>: ...}``, ``metrics(batch)`` and
 ``on_epoch_start``; the loop does splitting, batching, optimisation, validation, early stopping,
 checkpoints (atomic, every epoch), resume and DistributedDataParallel.
+
+Molecules with a sequence decoder ("tokens"): early stopping and the best epoch follow
+:func:`selection_score`, which weighs the decoder's token loss by its relative change, not by its small
+share of the total; ``TrainConfig.buckets`` batches rows of similar token length (off by default).
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ class NonFiniteTraining(ArithmeticError):
 @dataclass
 class TrainConfig:
     """epochs; batch_size (rows per step and process); lr (Adam); val_fraction (held out, stratified by
-    label when present); patience (epochs without val improvement before stopping, 0 = off); seed."""
+    label when present); patience (epochs without val improvement before stopping, 0 = off); seed;
+    buckets: batches of molecules of similar SELFIES length (see :func:`bucketed_batches`); off by default:
+    on 5k MOSES molecules it made a step 1.14x cheaper but left the validation loss 5 % higher after 8
+    epochs (349.7 against 332.9; batches of alike molecules pull the encoder one way at a time)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -54,6 +61,7 @@ class TrainConfig:
     patience: int = 15
     seed: int = 0
     final_lr_fraction: float = 1.0
+    buckets: bool = False
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: cosine decay from ``lr`` to ``lr * final_lr_fraction``."""
@@ -245,6 +253,65 @@ def evaluate(module: ArchetoolModule, tensors: dict[str, torch.Tensor], batch_si
     return out
 
 
+def make_adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device (one pass over all parameters: on the
+    CPU 0.9 ms a step against 6.1 ms for the per-parameter loop, deepaa on 2,167 molecule features, 1.3M
+    parameters); else the default implementation."""
+    try:
+        return torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+BUCKET_POOL = 32  # batches per run sorted by length: a run of 4,096 rows at batch 128
+
+
+def bucketed_batches(perm: torch.Tensor, lengths: np.ndarray, batch_size: int,
+                     generator: torch.Generator | None = None, pool: int = BUCKET_POOL) -> list[torch.Tensor]:
+    """Batches of rows of similar length (the sequence decoder runs only to the batch's longest molecule).
+
+    ``perm`` (m,): the epoch's shuffled row positions; ``lengths`` (n,): each row's token count. Runs of
+    ``pool * batch_size`` consecutive rows of ``perm`` are sorted by length and cut into batches; the
+    batches are then shuffled. Every row is still in exactly one batch and only the last may be short.
+    """
+    cuts = []
+    lengths_t = torch.as_tensor(np.asarray(lengths))
+    run = pool * batch_size
+    for start in range(0, len(perm), run):
+        chunk = perm[start : start + run]
+        order = torch.sort(lengths_t[chunk.cpu()], stable=True).indices.to(chunk.device)
+        cuts.extend(chunk[order].split(batch_size))
+    last = cuts.pop() if cuts and len(cuts[-1]) < batch_size else None
+    order = torch.randperm(len(cuts), generator=generator).tolist()
+    return [cuts[i] for i in order] + ([last] if last is not None else [])
+
+
+def score_reference(terms: dict[str, float], module: ArchetoolModule) -> dict[str, float] | None:
+    """The scales of :func:`selection_score`: |main loss| and the token loss at the first monitored epoch, or
+    {} when there is no (positive) token term: the score is then the loss itself."""
+    decoder = getattr(module, "sequence_decoder", None)
+    if decoder is None or not terms.get("tokens", 0.0) > 0 or not math.isfinite(terms.get("loss", math.nan)):
+        return {}  # fixed for the run: the score is the loss
+    main = terms["loss"] - decoder.token_weight * terms["tokens"]
+    return {"main": max(abs(main), 1e-8), "tokens": terms["tokens"]}
+
+
+def selection_score(terms: dict[str, float], module: ArchetoolModule, reference: dict[str, float] | None) -> float:
+    """What early stopping and the choice of best epoch minimise: the validation loss, or, for a model with a
+    sequence decoder, main / |main_0| + tokens / |tokens_0| (main = the loss without the weighted token term;
+    _0 = at the first monitored epoch).
+
+    Each term counts by its relative change, whatever its units: the token cross-entropy (~1 nat) is 0.5 %
+    of the total loss on molecules (~200 nats of fingerprint bits), so the total alone keeps an epoch whose
+    decoder is still far from trained (issue 18). A 1 % fall of either term is worth a 1 % rise of the other.
+    """
+    loss = terms.get("loss", math.inf)
+    if not reference or "tokens" not in terms or not math.isfinite(loss):
+        return loss
+    main = loss - module.sequence_decoder.token_weight * terms["tokens"]
+    return main / reference["main"] + terms["tokens"] / reference["tokens"]
+
+
 def train(
     module: ArchetoolModule,
     arrays: dict[str, np.ndarray],
@@ -273,23 +340,27 @@ def train(
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_adam(module, config)
     train_t = _to_tensors({k: v[train_idx] for k, v in arrays.items()}, device)
     val_t = _to_tensors({k: v[val_idx] for k, v in arrays.items()}, device)
+    train_index, val_index = torch.as_tensor(train_idx), torch.as_tensor(val_idx)  # arrays rows, for errors
+    if "tokens" in val_t and len(val_idx):  # validation in order of length: each batch's columns are few
+        order = torch.argsort((val_t["tokens"] != 0).sum(1).cpu(), stable=True)
+        val_t, val_index = {k: v[order.to(v.device)] for k, v in val_t.items()}, val_index[order]
     if dist_info.enabled:  # each rank validates its own shard; results are summed across ranks
         val_t = {k: v[dist_info.rank :: dist_info.world_size] for k, v in val_t.items()}
-
-    train_index, val_index = torch.as_tensor(train_idx), torch.as_tensor(val_idx)  # arrays rows, for errors
-    if dist_info.enabled:
         val_index = val_index[dist_info.rank :: dist_info.world_size]
     result = TrainResult(train_index=train_idx, val_index=val_idx)
     start_epoch, best_val, bad_epochs, best_state = 0, math.inf, 0, None
+    best_score, reference = math.inf, None
     if resume and checkpoint_path is not None and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = config.epochs if state.get("stopped") else int(state["epoch"]) + 1
         best_val, bad_epochs = float(state["best_val"]), int(state["bad_epochs"])
+        # a checkpoint of before issue 18 has no score: it goes on selecting on the loss ({})
+        best_score, reference = float(state.get("best_score", best_val)), state.get("score_reference", {})
         best_state = state.get("best_module")
         result.history = list(state["history"])
         result.best_epoch = int(state["best_epoch"])
@@ -297,6 +368,8 @@ def train(
         log.info("resuming from %s at epoch %d", checkpoint_path, start_epoch + 1)
 
     n_train = len(train_idx)
+    # config.buckets: rows of similar token length share a batch, so the decoder's columns are few
+    lengths = (arrays["tokens"][train_idx] != 0).sum(1) if config.buckets and "tokens" in arrays else None
     # --batch-size is the global batch: each of the world_size processes takes its share
     batch_size = max(2, -(-config.batch_size // dist_info.world_size))
     shard = max(1, n_train // dist_info.world_size)
@@ -315,8 +388,11 @@ def train(
         perm = perm.to(device)
         sums: dict[str, float] = {}
         steps = 0
-        for start in range(0, len(perm), batch_size):
-            idx = perm[start : start + batch_size]
+        if lengths is not None:
+            batches = bucketed_batches(perm, lengths, batch_size, generator)
+        else:
+            batches = list(perm.split(batch_size))
+        for idx in batches:
             if len(idx) < 2 or (drop_last and len(idx) < batch_size):
                 continue
             batch = _slice(train_t, idx)
@@ -349,9 +425,15 @@ def train(
             if hasattr(module, attr):
                 record[attr] = float(getattr(module, attr))
         record["seconds"] = time.perf_counter() - tic
-        monitor = val.get("loss", record.get("train_loss", math.inf))
-        if epoch >= warmup and monitor < best_val - 1e-6 * abs(best_val if math.isfinite(best_val) else 1):
-            best_val, bad_epochs, result.best_epoch = monitor, 0, epoch + 1
+        monitored = val if val else {k[len("train_"):]: v for k, v in record.items() if k.startswith("train_")}
+        if epoch >= warmup and reference is None:
+            reference = score_reference(monitored, module)
+        monitor = selection_score(monitored, module, reference)
+        if reference:  # (NaN in the history before the first monitored epoch)
+            record["val_score" if val else "train_score"] = monitor
+        if epoch >= warmup and monitor < best_score - 1e-6 * abs(best_score if math.isfinite(best_score) else 1):
+            best_score, bad_epochs, result.best_epoch = monitor, 0, epoch + 1
+            best_val = monitored.get("loss", math.inf)
             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         elif epoch >= warmup:
             bad_epochs += 1
@@ -363,7 +445,8 @@ def train(
             with atomic_path(checkpoint_path) as tmp:
                 torch.save(
                     {"module": module.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "best_val": best_val, "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
+                     "best_val": best_val, "best_score": best_score, "score_reference": reference,
+                     "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
                      "best_module": best_state, "history": result.history, "rng_cpu": torch.get_rng_state(),
                      "stopped": stop},
                     tmp,

@@ -1,0 +1,168 @@
+"""Quality guards for the class models (issue 17): nvae and svqvae against logistic regression on a small
+real table, the collapsed-latent warning, calibrated svqvae probabilities, and old configs keeping their
+training-time behaviour. Each runs in seconds; the thresholds were checked on seeds 0, 1 and 2."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import archetool
+from archetool.analysis.nvae import collapse_warning
+from archetool.models.nvae import NVAE
+from archetool.models.svqvae import SVQVAE, fit_temperature
+
+
+def _wine_split(seed: int):
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    d = load_wine()
+    train, test = train_test_split(np.arange(len(d.target)), test_size=0.3, stratify=d.target, random_state=seed)
+    return d.data.astype(np.float32), d.target.astype(str), list(d.feature_names), train, test
+
+
+def _logistic(x, y, train, test) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x[train])
+    clf = LogisticRegressionCV(Cs=np.logspace(-4, 3, 8), cv=5, max_iter=2000).fit(scaler.transform(x[train]), y[train])
+    pred = clf.predict(scaler.transform(x[test]))
+    return float((pred == y[test]).mean()), float(balanced_accuracy_score(y[test], pred))
+
+
+@pytest.mark.parametrize("kind", ["nvae", "svqvae"])
+def test_class_models_match_logistic_regression_on_wine(kind, tmp_path):
+    """Held-out accuracy and balanced accuracy within 0.06 (3 of 54 test rows) of logistic regression with C
+    by inner CV, same split. Seeds 0-2 gave differences of at least -0.02 for both models."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    x, y, names, train, test = _wine_split(seed=0)
+    frame = pd.DataFrame(x[train], columns=names)
+    frame["cultivar"] = y[train]
+    model = archetool.fit(frame, model=kind, label="cultivar", epochs=60, seed=0, device="cpu", progress_bar=False,
+                          out=str(tmp_path / kind))
+    out = model.transform(model.prep.scale_x(x[test]))
+    pred = np.asarray(model.prep.classes)[out["pred"]]
+    acc, bal = float((pred == y[test]).mean()), float(balanced_accuracy_score(y[test], pred))
+    lr_acc, lr_bal = _logistic(x, y, train, test)
+    assert acc >= lr_acc - 0.06 and bal >= lr_bal - 0.06, (kind, acc, bal, lr_acc, lr_bal)
+    probs = out["probs"]
+    assert probs.shape == (len(test), 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.array_equal(probs.argmax(1), out["pred"])  # the probabilities agree with the prediction rule
+
+
+def test_nvae_warns_when_the_latent_collapses(tmp_path, caplog):
+    """Features that are the class alone plus faint noise leave nothing for 12 shared dimensions to carry:
+    fit warns, naming the options to change."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 40)
+    centres = {"a": rng.normal(size=6) * 3, "b": rng.normal(size=6) * 3, "c": rng.normal(size=6) * 3}
+    x = np.stack([centres[c] for c in labels]) + 1e-3 * rng.normal(size=(120, 6))
+    frame = pd.DataFrame(x, columns=[f"g{i}" for i in range(6)])
+    frame["cls"] = labels
+    with caplog.at_level(logging.WARNING, logger="archetool"):
+        model = archetool.fit(frame, model="nvae", label="cls", shared_dim=12, epochs=30, device="cpu",
+                              progress_bar=False, out=str(tmp_path / "m"))
+    summary = model.config["summary"]
+    active = summary["active_class_dims"] + summary["active_shared_dims"]
+    assert 4 * active < model.module.latent_dim
+    text = " ".join(r.getMessage() for r in caplog.records if "latent dimensions are active" in r.getMessage())
+    assert f"only {active} of {model.module.latent_dim} latent dimensions are active" in text
+    assert "--shared-dim" in text and "free_bits" in text
+
+
+def test_collapse_warning_threshold():
+    module = NVAE(n_features=5, n_classes=3, class_dim=2, shared_dim=6)  # 8 dimensions
+    assert collapse_warning(2, module) is None  # a quarter: no warning
+    assert "only 1 of 8" in collapse_warning(1, module)
+
+
+def test_free_bits_and_kl_warmup():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 5), torch.arange(16) % 3
+    plain = NVAE(5, 3, shared_dim=2, free_bits=0.0, kl_warmup=0)
+    torch.manual_seed(1)
+    free = NVAE(5, 3, shared_dim=2, free_bits=5.0, kl_warmup=0)
+    free.load_state_dict(plain.state_dict())
+    torch.manual_seed(2)
+    a = plain.loss_terms({"x": x, "label": y})
+    torch.manual_seed(2)
+    b = free.loss_terms({"x": x, "label": y})
+    # with 5 free nats per shared dimension (more than the KL at initialisation) the shared KL costs 2 x 5 nats
+    # whatever its value, and has no gradient
+    assert torch.allclose(b["loss"] - a["loss"], 2 * 5.0 - a["kl_shared"], atol=1e-4)
+    warm = NVAE(5, 3, kl_warmup=20)
+    assert warm.annealing_epochs(100) == 20 and warm.annealing_epochs(40) == 10
+    warm.on_epoch_start(5, 100)
+    assert warm.kl_scale == pytest.approx(0.25)
+    warm.on_epoch_start(30, 100)
+    assert warm.kl_scale == 1.0
+
+
+def test_old_configs_keep_their_training_behaviour():
+    """Configs saved before the new hyper-parameters existed rebuild with what they were trained with."""
+    old = NVAE.from_hparams({"n_features": 4, "n_classes": 3, "class_dim": 8, "shared_dim": 4})
+    assert (old.free_bits, old.kl_warmup, old.class_weight, old.linear_classifier) == (0.0, 0, None, None)
+    assert old.class_dim == 8
+    assert NVAE(4, 3).class_dim == 2 and NVAE(4, 12).class_dim == 8  # the new default: K - 1, at most 8
+    sv = SVQVAE.from_hparams({"n_features": 4, "n_classes": 3})
+    assert sv.temperature is None and sv.code_init == "random"  # T = 1 as before
+    out = sv.eval().embed(torch.randn(5, 4))
+    assert torch.allclose(out["probs"], (-out["distances"] ** 2).softmax(1), atol=1e-5)
+
+
+def test_fit_temperature_finds_the_generating_one():
+    gen = torch.Generator().manual_seed(0)
+    d = torch.rand(4000, 5, generator=gen) * 4
+    labels = torch.multinomial((-d / 0.7).softmax(1), 1, generator=gen)[:, 0]
+    assert fit_temperature(d, labels) == pytest.approx(0.7, rel=0.1)
+    # every row right: the pseudo-row keeps T away from 0
+    perfect = torch.full((10, 3), 4.0)
+    perfect[:, 0] = 0.0
+    assert fit_temperature(perfect, torch.zeros(10, dtype=torch.long)) > 0.5
+
+
+def test_svqvae_codes_start_at_the_class_centroids():
+    """code_init="centroids" (the default): the codes' pairwise distances start as the class centroids'
+    (the centroids have K - 1 <= D principal axes, so the projection keeps them exactly, up to scale)."""
+    from scipy.stats import spearmanr
+
+    from archetool.analysis.svqvae import code_distances
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 20)
+    x = rng.normal(size=(5, 30))[y] * rng.uniform(0.2, 3, size=(5, 1))[y] + 0.1 * rng.normal(size=(100, 30))
+    model = SVQVAE(30, 5)
+    model.init_from_data({"x": x.astype(np.float32), "label": y})
+    codes = model.codes().numpy()
+    assert np.abs(codes).max() == pytest.approx(1.0)  # scaled to the tanh box
+    centroids = np.stack([x[y == k].mean(0) for k in range(5)])
+    iu = np.triu_indices(5, 1)
+    ratio = code_distances(codes)[iu] / code_distances(centroids)[iu]
+    assert np.allclose(ratio, ratio[0], rtol=1e-4)
+    random = SVQVAE(30, 5, code_init="random")
+    before = random.codes()
+    random.init_from_data({"x": x, "label": y})
+    assert torch.equal(before, random.codes())
+    assert spearmanr(code_distances(codes)[iu], code_distances(centroids)[iu]).statistic > 0.99
+
+
+def test_clustered_heatmap_draws_its_dendrogram():
+    """A new clustered heatmap gets the clustering's dendrogram at its left, leaves in the heatmap's row order."""
+    from archetool.analysis.plots import heatmap_figure
+
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal(0, 0.1, (3, 2)), rng.normal(5, 0.1, (3, 2))])
+    dist = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+    fig = heatmap_figure(dist, [f"c{i}" for i in range(6)], "t", cmap="viridis_r", vmin=0.0)
+    side, ax = fig.axes[:2]
+    assert side.collections or side.lines  # the dendrogram's links
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert {tuple(sorted(names[:3])), tuple(sorted(names[3:]))} == {("c0", "c1", "c2"), ("c3", "c4", "c5")}
