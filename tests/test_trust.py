@@ -251,10 +251,14 @@ def test_interrupted_embed_leaves_nothing_at_the_target(tmp_path, fitted, ext):
     proc = subprocess.Popen(archetool_cmd("embed", model, big, "--out", target, "--chunk-rows", "2000"), env=ENV,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".emb.*")):
-        time.sleep(0.01)
-    time.sleep(0.2)
+    while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob(".emb.*")):
+        time.sleep(0.001)
+    # freeze it the moment its staging file exists, so that the signal lands mid-write however fast the
+    # machine (100k rows take 0.2 s on a quiet one: a fixed sleep let it finish first); delivered on SIGCONT
+    proc.send_signal(signal.SIGSTOP)
+    assert proc.poll() is None, "embed finished before the test could interrupt it"
     proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 143, err
     assert err.strip() == "error: interrupted by SIGTERM"
