@@ -15,11 +15,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from archetool.atomic import OutputError, atomic_path
 
 log = logging.getLogger("archetool")
 FORMAT = 1
@@ -65,7 +66,7 @@ def cached(kind: str, smiles: list[str], settings: dict, compute: Callable[[], d
     try:
         _write(path, key, value)
         _prune(folder)
-    except OSError as err:  # a read-only or full disk: the fit goes on without the cache
+    except (OSError, OutputError) as err:  # a read-only or full disk: the fit goes on without the cache
         log.debug("feature cache not written (%s)", err)
     return value
 
@@ -99,7 +100,6 @@ def _read(path: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def _write(path: Path, key: str, value: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"__key__": np.array(key)}
     for name, array in value.items():
         array = np.asarray(array)
@@ -110,17 +110,8 @@ def _write(path: Path, key: str, value: dict[str, np.ndarray]) -> None:
             arrays[name + "__binary"] = binary
         else:
             arrays[name] = array
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as f:  # not *.npz: _prune skips it
+        np.savez(f, **arrays)
 
 
 def _unpack(bits: np.ndarray, dense: np.ndarray, binary: np.ndarray) -> np.ndarray:

@@ -264,15 +264,13 @@ def set_default_jobs(jobs: int | None) -> None:
 
 
 def default_jobs() -> int:
-    """``--jobs`` if set, else the cores this process may run on (``os.sched_getaffinity``)."""
-    import os
-
+    """``--jobs`` if set, else the CPUs this process may use (:func:`archetool.threads.available_cpus`:
+    affinity, cgroup quota, ``SLURM_CPUS_PER_TASK``)."""
     if _DEFAULT_JOBS:
         return int(_DEFAULT_JOBS)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+    from archetool.threads import available_cpus
+
+    return available_cpus()
 
 
 _WORKER_CACHE: dict = {}
