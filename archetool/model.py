@@ -231,7 +231,7 @@ class ArchetoolModel:
 
     def iter_embeddings(self, data: str | Path, batch_rows: int = 65536, batch_size: int = 4096,
                         threads: int | None = None, obs_columns: tuple[str, ...] | None = None,
-                        read_options=None, allow_missing_features: bool = False,
+                        read_options=None, allow_missing_features: bool = False, shift_check: bool = True,
                         ) -> Iterator[tuple[InferenceChunk, pd.DataFrame]]:
         """Yield (chunk, embedding table) for consecutive chunks of ``data``; memory stays flat.
 
@@ -240,6 +240,7 @@ class ArchetoolModel:
         :mod:`archetool.threads`) run the model on the current one; the caller writes the one before.
         ``obs_columns``: the columns wanted in ``chunk.obs`` (None: all). ``read_options`` (``--layer``,
         ``--sep``) and ``allow_missing_features``: see :func:`~archetool.data.prepare.iter_inference_chunks`.
+        ``shift_check``: warn when the data lie far from the training distribution (:mod:`archetool.shift`).
         """
         import torch
 
@@ -248,7 +249,7 @@ class ArchetoolModel:
         workers = int(threads or torch.get_num_threads())
         step = max(1, min(batch_size, -(-batch_rows // workers)))  # a batch per worker even in small (wide) chunks
         # features are standardised batch by batch in the forward pass (cache-hot), not chunk by chunk
-        monitor = self.shift_monitor()
+        monitor = self.shift_monitor() if shift_check else None
         chunks = prefetch(iter_inference_chunks(data, self.prep, batch_rows, read_options=read_options, obs_columns=obs_columns,
                                                 scale=False, allow_missing_features=allow_missing_features))
         scaling = self._scaling_tensors()
@@ -312,15 +313,15 @@ class ArchetoolModel:
         return {key: value[:0] for key, value in self._forward_rows(probe, 0, 1).items()}
 
     @reports
-    def embed(self, data, batch_size: int = 4096, inplace: bool = True) -> pd.DataFrame:
+    def embed(self, data, batch_size: int = 4096, inplace: bool = True, shift_check: bool = True) -> pd.DataFrame:
         """Embed ``data`` (a file path, an AnnData, a DataFrame or an array with the model's feature
         columns) and return the embedding table: id column, z0.., the model's columns (Python API).
 
         An AnnData also gets, unless ``inplace=False``, the same annotations ``embed --out x.h5ad`` writes:
         obsm["X_<model>"] (n, d), obsm["deepaa_weights"] (deepaa) and obs["<model>_pred_label"] (categorical)
-        / obs["<model>_pred_<side>"].
+        / obs["<model>_pred_<side>"]. ``shift_check=False``: no distribution-shift warning.
         """
-        frames = [frame for _, frame in self.iter_embeddings(data, batch_size=batch_size)]
+        frames = [frame for _, frame in self.iter_embeddings(data, batch_size=batch_size, shift_check=shift_check)]
         table = pd.concat(frames, ignore_index=True)
         from archetool.data.readers.memory import is_anndata
 

@@ -67,11 +67,10 @@ def repredict(model, smiles: list[str | None]) -> pd.DataFrame:
     keep = [i for i, s in enumerate(smiles) if isinstance(s, str) and s]
     if not names or not keep:
         return out
-    reference, model.prep.reference = getattr(model.prep, "reference", None), None  # no distribution-shift warning:
-    try:  # new molecules may well lie off the training data, and the re-prediction says what the model makes of them
-        table = model.embed(pd.DataFrame({"id": [str(i) for i in keep], "smiles": [smiles[i] for i in keep]}))
-    finally:
-        model.prep.reference = reference
+    # no distribution-shift warning: new molecules may well lie off the training data, and the re-prediction
+    # says what the model makes of them
+    table = model.embed(pd.DataFrame({"id": [str(i) for i in keep], "smiles": [smiles[i] for i in keep]}),
+                        shift_check=False)
     where = table[table.columns[0]].astype(int).to_numpy()
     for n in names:
         out.loc[where, f"repred_{n}"] = table[f"pred_{n}"].to_numpy()
