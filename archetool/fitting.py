@@ -367,6 +367,19 @@ def split_groups(options: FitOptions, data) -> np.ndarray | None:
     return groups
 
 
+def training_arrays(data, needs) -> dict:
+    """The arrays the training loop reads, (n, ...) each: features, the side values and labels the model
+    ``needs``, and the molecule token rows where there are any."""
+    arrays = {"x": data.x}
+    if "side" in needs and data.side is not None:
+        arrays["side"] = data.side
+    if "label" in needs:
+        arrays["label"] = data.label
+    if data.tokens is not None:
+        arrays["tokens"] = data.tokens
+    return arrays
+
+
 def _train_decoder(options: FitOptions, module, data, config, device, dist_info, groups=None):
     """Stage 2 of a fit with a sequence decoder: the decoder trained on alone, the main model frozen
     (:class:`~archetool.models.sequence_decoder.DecoderStage`), by the same loop on the same split, for
@@ -382,11 +395,7 @@ def _train_decoder(options: FitOptions, module, data, config, device, dist_info,
     from archetool.models.sequence_decoder import DecoderStage
     from archetool.training.loop import train
 
-    arrays = {"x": data.x, "tokens": data.tokens}
-    if "side" in module.needs and data.side is not None:
-        arrays["side"] = data.side
-    if "label" in module.needs:
-        arrays["label"] = data.label
+    arrays = training_arrays(data, module.needs)
     stage_config = replace(config, epochs=epochs, lr=options.decoder_lr, final_lr_fraction=0.1, patience=max(5, config.patience // 3))
     tic = time.perf_counter()
     result = train(DecoderStage(module), arrays, stage_config, device, dist_info, groups=groups)
@@ -416,13 +425,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
         patience=options.patience, seed=options.seed,
         final_lr_fraction=module_class.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
     )
-    arrays = {"x": data.x}
-    if "side" in module_class.needs and data.side is not None:
-        arrays["side"] = data.side
-    if "label" in module_class.needs:
-        arrays["label"] = data.label
-    if data.tokens is not None:
-        arrays["tokens"] = data.tokens
+    arrays = training_arrays(data, module_class.needs)
     retune = None
     if device.type == "cpu":
         from archetool.threads import EpochThreads, apply_threads
