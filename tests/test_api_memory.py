@@ -175,6 +175,21 @@ def test_dataframe_without_numeric_or_smiles_columns_is_one_clear_line():
                               "(columns: name, colour); pass numeric features, or name the SMILES column with smiles_column=")
 
 
+def test_dataframe_with_a_repeated_column_name_is_one_clear_line():
+    """A repeated name (also 1 and "1", equal as text) is ambiguous for --side/--label and for embed's matching
+    by name; it was a TypeError from pandas."""
+    import archetool
+
+    frame = pd.DataFrame(np.arange(24.0).reshape(6, 4), columns=["a", "b", "a", "c"])
+    with pytest.raises(InputError) as err:
+        archetool.fit(frame, **FAST)
+    assert str(err.value) == ("DataFrame (6 rows x 4 columns): the column name 'a' occurs more than once (columns 1 "
+                              "and 3); column names must be unique: rename one of them")
+    frame = pd.DataFrame(np.arange(12.0).reshape(6, 2), columns=[1, "1"])
+    with pytest.raises(InputError, match="the column name '1' occurs more than once"):
+        archetool.fit(frame, **FAST)
+
+
 def test_unsupported_object_is_one_clear_line():
     import archetool
 

@@ -95,6 +95,17 @@ class AnnDataSource(_SlicedSource):
 
 
 
+def _check_unique_columns(name: str, columns: list[str]) -> None:
+    """An InputError naming the first column name (as text) that occurs twice: features and side or label
+    columns are chosen by name, so a repeated name is ambiguous."""
+    seen: dict[str, int] = {}
+    for j, column in enumerate(columns):
+        if column in seen:
+            raise InputError(f"{name}: the column name {column!r} occurs more than once (columns {seen[column] + 1} "
+                             f"and {j + 1}); column names must be unique: rename one of them")
+        seen[column] = j
+
+
 class FrameSource(_SlicedSource):
     """A DataFrame of numeric features, or of molecules (a SMILES column)."""
 
@@ -103,6 +114,7 @@ class FrameSource(_SlicedSource):
         if frame.shape[0] == 0 or frame.shape[1] == 0:
             raise InputError(f"{self.path}: the DataFrame is empty")
         self.columns = [str(c) for c in frame.columns]
+        _check_unique_columns(self.path, self.columns)
         self.frame = frame.set_axis(self.columns, axis=1)
         self.id_column = pick_column(self.columns, options.id_column, ID_COLUMNS, self.path, "id")
         self.smiles_column = pick_column(self.columns, options.smiles_column, SMILES_COLUMNS, self.path, "SMILES")
