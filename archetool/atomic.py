@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import re
 import shutil
@@ -116,12 +117,22 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     ext = suffix if suffix is not None else "".join(target.suffixes[-2:]) if target.suffixes else ""
     prefix = f".{target.stem}."
     remove_stale_parts(target, prefix)
+    own = f"{prefix}{os.getpid()}."
+    tmp_path = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=f".part{ext}", dir=target.parent)
-    except OSError as err:  # name the target, not the temporary, in the message
-        raise write_failure(err, target) or OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=own, suffix=f".part{ext}", dir=target.parent)
+        except OSError as err:  # name the target, not the temporary, in the message
+            raise write_failure(err, target) or OSError(err.errno, f"cannot write here ({err.strerror})", str(target)) from None
+        tmp_path = Path(tmp)
+        os.close(fd)
+    except BaseException:
+        # a signal (SIGTERM, Ctrl-C) raised between mkstemp's creating the file and our knowing its name: remove
+        # this process's part of this target by its name's pattern
+        for stray in ([tmp_path] if tmp_path is not None else target.parent.glob(f"{glob.escape(own)}*.part{ext}")):
+            with contextlib.suppress(OSError):
+                stray.unlink()
+        raise
     try:
         yield tmp_path
         if tmp_path.is_dir():

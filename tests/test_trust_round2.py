@@ -361,6 +361,34 @@ def test_stale_parts_of_a_dead_writer_are_removed_and_live_ones_kept(tmp_path):
     assert (tmp_path / "emb.parquet").read_text() == "done"
 
 
+def test_a_signal_right_after_the_staging_file_is_made_leaves_no_part(tmp_path, monkeypatch):
+    """SIGTERM/Ctrl-C raised between mkstemp's creating the part and atomic_path's knowing its name (the window
+    test_interrupted_embed hit under load) must not leave the part behind."""
+    import archetool.atomic as atomic
+
+    real_close = os.close
+
+    def interrupted_close(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_path(tmp_path / "emb.parquet"):
+            pass
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", _mkstemp_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_path(tmp_path / "emb.parquet"):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+def _mkstemp_then_interrupt(suffix, prefix, dir):
+    """tempfile.mkstemp that makes its file, then is interrupted before returning its name."""
+    os.close(os.open(os.path.join(dir, f"{prefix}abc123{suffix}"), os.O_RDWR | os.O_CREAT | os.O_EXCL))
+    raise KeyboardInterrupt
+
+
 def test_archetypes_on_a_read_only_directory_never_names_the_staging_directory(tmp_path, table_csv):
     from archetool.atomic import staged_dir
 
