@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -52,6 +53,7 @@ class FitOptions:
     hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
+    batch_size: rows per step; None = :func:`default_batch_size` (128, smaller on small tables for deepaa).
     data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
     in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
@@ -81,7 +83,7 @@ class FitOptions:
     shared_dim: int | None = None
     hidden: list[int] | None = None
     epochs: int = 100
-    batch_size: int = 128
+    batch_size: int | None = None
     lr: float = 1e-3
     restarts: int = 1
     final_lr_fraction: float | None = None
@@ -404,6 +406,15 @@ def _train_decoder(options: FitOptions, module, data, config, device, dist_info,
     return result
 
 
+def default_batch_size(n_rows: int, val_fraction: float, min_steps: int = 1, batch_size: int = 128) -> int:
+    """Rows per step when none is given: ``batch_size``, lowered (not below 16) so the training rows (n_rows less the
+    validation fraction) make at least ``min_steps`` steps an epoch (the model's ``min_steps_per_epoch``)."""
+    train = n_rows - int(round(val_fraction * n_rows))
+    if math.ceil(train / batch_size) >= min_steps:
+        return batch_size
+    return int(max(16, math.ceil(train / max(1, min_steps))))
+
+
 def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist_info, out: Path, groups=None):
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
@@ -421,11 +432,15 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
 
     module_class = model_class(options.model)
     config = TrainConfig(
-        epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, val_fraction=options.val_fraction,
+        epochs=options.epochs, lr=options.lr, val_fraction=options.val_fraction,
+        batch_size=options.batch_size or default_batch_size(len(data.ids), options.val_fraction, module_class.min_steps_per_epoch),
         patience=options.patience, seed=options.seed,
         final_lr_fraction=module_class.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
     )
     arrays = training_arrays(data, module_class.needs)
+    if options.batch_size is None and config.batch_size < 128:
+        log.info("batches of %d rows, so each epoch has at least %d steps (--batch-size sets it)", config.batch_size,
+                 module_class.min_steps_per_epoch)
     retune = None
     if device.type == "cpu":
         from archetool.threads import EpochThreads, apply_threads

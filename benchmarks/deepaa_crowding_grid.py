@@ -59,6 +59,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    import archetool
+
+    archetool.set_threads(args.threads)  # else each fit picks its own count (OMP_NUM_THREADS=2 here): 2 threads ran ~50x slower than 1 at load 15 (issue 17 round 3)
     load, t0 = load_average(), time.perf_counter()
     recs, tabs = [], []
     cache = json.loads(Path(args.aa_cache).read_text()) if args.aa_cache and Path(args.aa_cache).exists() else {}

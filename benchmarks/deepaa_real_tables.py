@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    import archetool
+
+    archetool.set_threads(args.threads)  # else each fit picks its own count (OMP_NUM_THREADS=2 here): 2 threads ran ~50x slower than 1 at load 15 (issue 17 round 3)
     load = load_average()
     rows = []
     t0 = time.perf_counter()

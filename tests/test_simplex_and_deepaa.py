@@ -259,15 +259,42 @@ def test_crowding_starts_late_and_ramps_in():
     model.on_epoch_start(0, 101)
     torch.manual_seed(1)
     early = model.loss_terms({"x": x})
-    without = early["recon"] + model.beta * early["kl"] + model.archetype_weight * early["archetype"]
+    without = early["recon"] + model.beta * early["kl"] + model.archetype_now * early["archetype"]
     assert float(early["crowding"].detach()) > 0 and torch.allclose(early["loss"], without)  # reported, not counted
     model.on_epoch_start(100, 101)
     torch.manual_seed(1)
     late = model.loss_terms({"x": x})
-    without = late["recon"] + model.beta * late["kl"] + model.archetype_weight * late["archetype"]
+    without = late["recon"] + model.beta * late["kl"] + model.archetype_now * late["archetype"]
     assert torch.allclose(late["loss"], without + model.crowding_weight * late["crowding"])
     with pytest.raises(ValueError, match="crowding_start"):
         DeepAA(n_features=4, n_archetypes=3, crowding_start=1.5)
+
+
+def test_the_archetype_weight_starts_high_and_falls_to_its_final_value_with_the_annealing():
+    """Issue 17: lambda_AT starts at archetype_weight_start (1000) and falls geometrically to archetype_weight (100) over
+    the annealing epochs, as beta does; the loss counts the current value. Models saved before the option keep a
+    constant weight."""
+    model = DeepAA(n_features=4, n_archetypes=3, hidden=(8,))
+    assert (model.archetype_weight_start, model.archetype_weight) == (1000.0, 100.0)
+    weights = []
+    for epoch in range(101):
+        model.on_epoch_start(epoch, 101)  # annealing over epochs 0-50
+        weights.append(model.archetype_now)
+    assert weights[0] == pytest.approx(1000) and weights[25] == pytest.approx(1000 ** 0.5 * 100 ** 0.5)
+    assert weights[50:] == [pytest.approx(100.0)] * 51 and all(a >= b for a, b in zip(weights, weights[1:]))
+    model.on_epoch_start(0, 101)
+    torch.manual_seed(0)
+    x = torch.randn(16, 4)
+    terms = model.loss_terms({"x": x})
+    assert torch.allclose(terms["loss"], terms["recon"] + model.beta * terms["kl"] + 1000.0 * terms["archetype"])
+    hparams = model.hparams()
+    del hparams["archetype_weight_start"]
+    old = DeepAA.from_hparams(hparams)
+    old.on_epoch_start(0, 101)
+    assert old.archetype_weight_start is None and old.archetype_now == 100.0
+    assert DeepAA(n_features=4, n_archetypes=3, archetype_weight=0).archetype_now == 0.0  # no pull at all: stays off
+    with pytest.raises(ValueError, match="archetype_weight"):
+        DeepAA(n_features=4, n_archetypes=3, archetype_weight_start=-1)
 
 
 def test_a_detached_crowding_penalty_trains_only_the_weights_head():

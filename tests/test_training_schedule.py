@@ -39,3 +39,18 @@ def test_the_loop_applies_the_schedule_to_the_optimiser(monkeypatch):
     config = TrainConfig(epochs=3, batch_size=40, val_fraction=0.0, patience=0, final_lr_fraction=0.1)
     train(module, arrays, config, torch.device("cpu"))
     assert seen == pytest.approx([config.lr_at(e) for e in range(3)])
+
+
+def test_default_batch_size_gives_small_tables_enough_steps_an_epoch():
+    """Issue 17: with batches of 128, wine's 160 training rows made 2 steps an epoch and deepaa's late schedules had
+    ~60 steps; the default batch is lowered (not below 16) to reach the model's min_steps_per_epoch, and left at 128
+    wherever 128 already gives that many steps (so larger data trains as before)."""
+    from archetool.fitting import default_batch_size
+    from archetool.models.deepaa import DeepAA
+    from archetool.models.nvae import NVAE
+
+    assert DeepAA.min_steps_per_epoch == 8 and NVAE.min_steps_per_epoch == 1
+    assert default_batch_size(178, 0.1, 8) == 20  # wine: 160 training rows -> 8 steps
+    assert default_batch_size(1000, 0.1, 8) == 128  # 900 rows: already 8 steps (the README's 1,000 molecules)
+    assert default_batch_size(3000, 0.1, 8) == 128 and default_batch_size(178, 0.1, 1) == 128
+    assert default_batch_size(40, 0.1, 8) == 16  # never below 16 rows

@@ -35,6 +35,9 @@ class ArchetoolModule(nn.Module):
     saved_defaults: ClassVar[dict] = {}
     #: learning rate at the last epoch as a fraction of ``lr`` (cosine decay; 1.0 = constant)
     final_lr_fraction: ClassVar[float] = 1.0
+    #: optimizer steps an epoch should at least have when no batch size is given: the default batch (128) is
+    #: lowered, not below 16, on small tables (see :func:`archetool.fitting.default_batch_size`)
+    min_steps_per_epoch: ClassVar[int] = 1
 
     def __init__(self, n_features: int, likelihood: str = "gaussian", likelihood_variance: str = "learned"):
         super().__init__()
