@@ -49,7 +49,9 @@ class FitOptions:
 
     model options: k (deepaa archetypes), latent_dim (deepaa: must be k-1; nvae: class latent size;
     svqvae: code size), shared_dim (nvae), hidden (layer widths), model_options (any other
-    hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
+    hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). epochs: None = 100, or fewer for data
+    so large that 100 would exceed ~10,000 optimizer steps (:func:`archetool.training.loop.default_epochs`).
+    final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
     data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
@@ -80,7 +82,7 @@ class FitOptions:
     latent_dim: int | None = None
     shared_dim: int | None = None
     hidden: list[int] | None = None
-    epochs: int = 100
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 1e-3
     restarts: int = 1
@@ -169,7 +171,9 @@ def fit(options: FitOptions):
 
 
 #: what ``fit`` writes into a model directory beside the model files (a refit removes them all first)
-FIT_OUTPUTS = ("rejects.csv",)
+FIT_OUTPUTS = ("rejects.csv", "decoder_history.csv")
+#: the decoder stage's history (one row per epoch: train/val token loss, seconds), beside history.csv
+DECODER_HISTORY = "decoder_history.csv"
 #: what later commands write into it by default (``archetypes``): results of the model they were made from
 DERIVED_OUTPUTS = ("archetypes",)
 
@@ -255,6 +259,7 @@ def _fit(options: FitOptions, out: Path):
         likelihood=options.likelihood, decoder=options.decoder, max_tokens=options.max_tokens,
     )
     groups = split_groups(options, data)
+    options = resolve_epochs(options, data, groups)
     check_split(options, data, groups)
     warn_left_out(data_name, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
@@ -322,6 +327,11 @@ def _fit(options: FitOptions, out: Path):
     }
     if dist_info.is_main:
         model.save(out)
+        if decoder_result is not None and decoder_result.history:
+            from archetool.io_tables import write_table
+            import pandas as pd
+
+            write_table(pd.DataFrame(decoder_result.history), out / DECODER_HISTORY)
         log.info("saved %s model to %s (%s)", options.model, out,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items() if k.startswith("val_")))
     barrier()
@@ -329,6 +339,26 @@ def _fit(options: FitOptions, out: Path):
 
 
 SPLITS = ("random", "scaffold")
+
+
+def resolve_epochs(options: FitOptions, data, groups=None) -> FitOptions:
+    """``options`` with ``epochs`` set: as given, or (None) :func:`archetool.training.loop.default_epochs` of the
+    training rows, logged when the step budget makes it fewer than the usual 100."""
+    if options.epochs is not None:
+        return options
+    from dataclasses import replace
+
+    from archetool.models import model_class
+    from archetool.training.loop import MAX_EPOCHS, STEP_BUDGET, default_epochs, split_indices
+
+    labels = data.label if "label" in model_class(options.model).needs else None
+    train, _ = split_indices(len(data.ids), options.val_fraction, options.seed, labels, groups)
+    epochs = default_epochs(len(train), options.batch_size)
+    if epochs < MAX_EPOCHS:
+        log.info("%d training rows: %d epochs of %d steps (batch %d), the default budget of about %d optimizer steps "
+                 "(--epochs N sets them)", len(train), epochs, max(1, len(train) // options.batch_size),
+                 options.batch_size, STEP_BUDGET)
+    return replace(options, epochs=epochs)
 
 
 def check_split(options: FitOptions, data, groups=None) -> None:
@@ -395,10 +425,11 @@ def _train_decoder(options: FitOptions, module, data, config, device, dist_info,
     from archetool.models.sequence_decoder import DecoderStage
     from archetool.training.loop import train
 
-    arrays = training_arrays(data, module.needs)
-    stage_config = replace(config, epochs=epochs, lr=options.decoder_lr, final_lr_fraction=0.1, patience=max(5, config.patience // 3))
+    stage = DecoderStage(module)
     tic = time.perf_counter()
-    result = train(DecoderStage(module), arrays, stage_config, device, dist_info, groups=groups)
+    arrays = stage.training_arrays(training_arrays(data, module.needs))  # + the frozen model's latent points
+    stage_config = replace(config, epochs=epochs, lr=options.decoder_lr, final_lr_fraction=0.1, patience=max(5, config.patience // 3))
+    result = train(stage, arrays, stage_config, device, dist_info, groups=groups)
     log.info("decoder stage: %d epochs in %.1fs, best validation token loss %.4g at epoch %d", len(result.history),
              time.perf_counter() - tic, result.best_val, result.best_epoch)
     return result

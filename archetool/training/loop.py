@@ -72,6 +72,24 @@ class TrainConfig:
         return asdict(self)
 
 
+#: optimizer steps a fit with the default --epochs runs at most (see :func:`default_epochs`)
+STEP_BUDGET = 10_000
+#: the default --epochs for data small enough for the step budget, and the fewest for data too large for it
+MAX_EPOCHS, MIN_EPOCHS = 100, 5
+
+
+def default_epochs(n_train: int, batch_size: int, step_budget: int = STEP_BUDGET) -> int:
+    """Epochs of a fit without --epochs: :data:`MAX_EPOCHS`, or fewer when that many full passes over
+    ``n_train`` training rows in batches of ``batch_size`` would take more than ``step_budget`` optimizer
+    steps (never fewer than :data:`MIN_EPOCHS`). Up to 12,800 training rows at batch 128: 100 epochs; 45,000
+    (a 50k-molecule file): 29. A molecule fit's step costs ~40 ms on 2 CPU cores (its SELFIES decoder's GRU
+    most of it), and the decoder stage's as many again at ~27 ms, so the budget keeps a 50k-molecule fit
+    within ~15 minutes; on 20k MOSES molecules the decoder's validation token loss after 10,000 steps was
+    within a few per cent of 100 epochs' (benchmarks/results/molecule_fit_scaling_round3.md)."""
+    steps_per_epoch = max(1, int(n_train) // max(1, int(batch_size)))
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(step_budget / steps_per_epoch))))
+
+
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)
