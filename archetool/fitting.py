@@ -349,15 +349,15 @@ def resolve_epochs(options: FitOptions, data, groups=None) -> FitOptions:
     from dataclasses import replace
 
     from archetool.models import model_class
-    from archetool.training.loop import MAX_EPOCHS, STEP_BUDGET, default_epochs, split_indices
+    from archetool.training import loop
 
     labels = data.label if "label" in model_class(options.model).needs else None
-    train, _ = split_indices(len(data.ids), options.val_fraction, options.seed, labels, groups)
-    epochs = default_epochs(len(train), options.batch_size)
-    if epochs < MAX_EPOCHS:
+    train, _ = loop.split_indices(len(data.ids), options.val_fraction, options.seed, labels, groups)
+    epochs = loop.default_epochs(len(train), options.batch_size)
+    if epochs < loop.MAX_EPOCHS:
         log.info("%d training rows: %d epochs of %d steps (batch %d), the default budget of about %d optimizer steps "
                  "(--epochs N sets them)", len(train), epochs, max(1, len(train) // options.batch_size),
-                 options.batch_size, STEP_BUDGET)
+                 options.batch_size, loop.STEP_BUDGET)
     return replace(options, epochs=epochs)
 
 

@@ -78,7 +78,7 @@ STEP_BUDGET = 10_000
 MAX_EPOCHS, MIN_EPOCHS = 100, 5
 
 
-def default_epochs(n_train: int, batch_size: int, step_budget: int = STEP_BUDGET) -> int:
+def default_epochs(n_train: int, batch_size: int, step_budget: int | None = None) -> int:
     """Epochs of a fit without --epochs: :data:`MAX_EPOCHS`, or fewer when that many full passes over
     ``n_train`` training rows in batches of ``batch_size`` would take more than ``step_budget`` optimizer
     steps (never fewer than :data:`MIN_EPOCHS`). Up to 12,800 training rows at batch 128: 100 epochs; 45,000
@@ -86,8 +86,9 @@ def default_epochs(n_train: int, batch_size: int, step_budget: int = STEP_BUDGET
     most of it), and the decoder stage's as many again at ~27 ms, so the budget keeps a 50k-molecule fit
     within ~15 minutes; on 20k MOSES molecules the decoder's validation token loss after 10,000 steps was
     within a few per cent of 100 epochs' (benchmarks/results/molecule_fit_scaling_round3.md)."""
+    budget = STEP_BUDGET if step_budget is None else int(step_budget)
     steps_per_epoch = max(1, int(n_train) // max(1, int(batch_size)))
-    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(step_budget / steps_per_epoch))))
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(budget / steps_per_epoch))))
 
 
 @dataclass
