@@ -50,7 +50,9 @@ class FitOptions:
 
     model options: k (deepaa archetypes), latent_dim (deepaa: must be k-1; nvae: class latent size;
     svqvae: code size), shared_dim (nvae), hidden (layer widths), model_options (any other
-    hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
+    hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). epochs: None = 100, or fewer for data
+    so large that 100 would exceed ~10,000 optimizer steps (:func:`archetool.training.loop.default_epochs`).
+    final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
     batch_size: rows per step; None = :func:`default_batch_size` (128, smaller on small tables for deepaa).
@@ -82,7 +84,7 @@ class FitOptions:
     latent_dim: int | None = None
     shared_dim: int | None = None
     hidden: list[int] | None = None
-    epochs: int = 100
+    epochs: int | None = None
     batch_size: int | None = None
     lr: float = 1e-3
     restarts: int = 1
@@ -171,7 +173,9 @@ def fit(options: FitOptions):
 
 
 #: what ``fit`` writes into a model directory beside the model files (a refit removes them all first)
-FIT_OUTPUTS = ("rejects.csv",)
+FIT_OUTPUTS = ("rejects.csv", "decoder_history.csv")
+#: the decoder stage's history (one row per epoch: train/val token loss, seconds), beside history.csv
+DECODER_HISTORY = "decoder_history.csv"
 #: what later commands write into it by default (``archetypes``): results of the model they were made from
 DERIVED_OUTPUTS = ("archetypes",)
 
@@ -257,6 +261,7 @@ def _fit(options: FitOptions, out: Path):
         likelihood=options.likelihood, decoder=options.decoder, max_tokens=options.max_tokens,
     )
     groups = split_groups(options, data)
+    options = resolve_schedule(options, data, groups)
     check_split(options, data, groups)
     warn_left_out(data_name, data)
     log.info("%s: %d rows x %d features (%s, %s likelihood) read in %.1fs", data_name, len(data.ids),
@@ -324,6 +329,11 @@ def _fit(options: FitOptions, out: Path):
     }
     if dist_info.is_main:
         model.save(out)
+        if decoder_result is not None and decoder_result.history:
+            from archetool.io_tables import write_table
+            import pandas as pd
+
+            write_table(pd.DataFrame(decoder_result.history), out / DECODER_HISTORY)
         log.info("saved %s model to %s (%s)", options.model, out,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items() if k.startswith("val_")))
     barrier()
@@ -331,6 +341,34 @@ def _fit(options: FitOptions, out: Path):
 
 
 SPLITS = ("random", "scaffold")
+
+
+def resolve_schedule(options: FitOptions, data, groups=None) -> FitOptions:
+    """``options`` with ``batch_size`` and ``epochs`` set: as given, or (None) :func:`default_batch_size` of the
+    rows (logged when it is below 128) and :func:`archetool.training.loop.default_epochs` of the training rows
+    (logged when the step budget makes it fewer than the usual 100)."""
+    from dataclasses import replace
+
+    from archetool.models import model_class
+    from archetool.training import loop
+
+    module_class = model_class(options.model)
+    if options.batch_size is None:
+        batch_size = default_batch_size(len(data.ids), options.val_fraction, module_class.min_steps_per_epoch)
+        if batch_size < 128:
+            log.info("batches of %d rows, so each epoch has at least %d steps (--batch-size sets it)", batch_size,
+                     module_class.min_steps_per_epoch)
+        options = replace(options, batch_size=batch_size)
+    if options.epochs is not None:
+        return options
+    labels = data.label if "label" in module_class.needs else None
+    train, _ = loop.split_indices(len(data.ids), options.val_fraction, options.seed, labels, groups)
+    epochs = loop.default_epochs(len(train), options.batch_size)
+    if epochs < loop.MAX_EPOCHS:
+        log.info("%d training rows: %d epochs of %d steps (batch %d), the default budget of about %d optimizer steps "
+                 "(--epochs N sets them)", len(train), epochs, max(1, len(train) // options.batch_size),
+                 options.batch_size, loop.STEP_BUDGET)
+    return replace(options, epochs=epochs)
 
 
 def check_split(options: FitOptions, data, groups=None) -> None:
@@ -397,10 +435,11 @@ def _train_decoder(options: FitOptions, module, data, config, device, dist_info,
     from archetool.models.sequence_decoder import DecoderStage
     from archetool.training.loop import train
 
-    arrays = training_arrays(data, module.needs)
-    stage_config = replace(config, epochs=epochs, lr=options.decoder_lr, final_lr_fraction=0.1, patience=max(5, config.patience // 3))
+    stage = DecoderStage(module)
     tic = time.perf_counter()
-    result = train(DecoderStage(module), arrays, stage_config, device, dist_info, groups=groups)
+    arrays = stage.training_arrays(training_arrays(data, module.needs))  # + the frozen model's latent points
+    stage_config = replace(config, epochs=epochs, lr=options.decoder_lr, final_lr_fraction=0.1, patience=max(5, config.patience // 3))
+    result = train(stage, arrays, stage_config, device, dist_info, groups=groups)
     log.info("decoder stage: %d epochs in %.1fs, best validation token loss %.4g at epoch %d", len(result.history),
              time.perf_counter() - tic, result.best_val, result.best_epoch)
     return result
@@ -433,14 +472,11 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
     module_class = model_class(options.model)
     config = TrainConfig(
         epochs=options.epochs, lr=options.lr, val_fraction=options.val_fraction,
-        batch_size=options.batch_size or default_batch_size(len(data.ids), options.val_fraction, module_class.min_steps_per_epoch),
+        batch_size=options.batch_size,
         patience=options.patience, seed=options.seed,
         final_lr_fraction=module_class.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
     )
     arrays = training_arrays(data, module_class.needs)
-    if options.batch_size is None and config.batch_size < 128:
-        log.info("batches of %d rows, so each epoch has at least %d steps (--batch-size sets it)", config.batch_size,
-                 module_class.min_steps_per_epoch)
     retune = None
     if device.type == "cpu":
         from archetool.threads import EpochThreads, apply_threads

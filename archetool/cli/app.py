@@ -338,7 +338,7 @@ def fit(
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="nvae class latent / svqvae code size (deepaa: k-1)."),
     shared_dim: Optional[int] = typer.Option(None, "--shared-dim", help="nvae shared latent size."),
     hidden: Optional[str] = typer.Option(None, "--hidden", help="Hidden layer widths, e.g. 256,128."),
-    epochs: int = typer.Option(100, "--epochs", min=1),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training rows (default: 100, or fewer for large data: about 10,000 optimizer steps at most)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="Rows per step (default 128; deepaa: smaller on small tables, so an epoch has at least 8 steps)."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     final_lr: Optional[float] = typer.Option(None, "--final-lr-fraction", min=0.0, max=1.0,

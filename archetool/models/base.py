@@ -103,19 +103,39 @@ class ArchetoolModule(nn.Module):
         """
         if self.sequence_decoder is None or "tokens" not in batch:
             return terms
+        tokens = self.token_loss(batch, condition)
+        terms["tokens"] = tokens
+        terms["loss"] = terms["loss"] + self.sequence_decoder.token_weight * tokens
+        return terms
+
+    def token_loss(self, batch: dict[str, torch.Tensor], condition: torch.Tensor) -> torch.Tensor:
+        """The sequence decoder's mean token cross-entropy on ``batch["tokens"]`` (n, L) given ``condition``
+        (n, condition_dim), detached (and ``batch["x"]`` for a free latent). Molecules over the decoder's
+        max_length (rows of padding) are left out; a batch of only those gives 0 (the same keys in every batch)."""
         tokens, condition = batch["tokens"], condition.detach()
         source = batch["x"].detach() if self.sequence_decoder.free_dim else None
         decoded = tokens[:, 0] != 0  # molecules over the decoder's max_length are rows of padding: left out
         if not bool(decoded.all()):
             if not bool(decoded.any()):  # the same keys in every batch (DDP sums them across ranks)
-                terms["tokens"] = terms["loss"].new_zeros(())
-                return terms
+                return condition.new_zeros(())
             tokens, condition = tokens[decoded], condition[decoded]
             source = source[decoded] if source is not None else None
-        tokens = self.sequence_decoder.loss(condition, tokens, source)
-        terms["tokens"] = tokens
-        terms["loss"] = terms["loss"] + self.sequence_decoder.token_weight * tokens
-        return terms
+        return self.sequence_decoder.loss(condition, tokens, source)
+
+    #: keys of :meth:`decoder_condition_parts`' arrays (empty: the model has none, see there)
+    condition_parts: tuple[str, ...] = ()
+
+    @torch.no_grad()
+    def decoder_condition_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-row tensors (n, ...) from which :meth:`decoder_condition` draws the decoder's condition as
+        ``loss_terms`` does; fixed once the model is frozen (eval mode), so the decoder stage computes them
+        once instead of running the whole model at every step. Models that do not offer it keep
+        :attr:`condition_parts` empty (the decoder stage then runs ``loss_terms``)."""
+        raise NotImplementedError
+
+    def decoder_condition(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The condition (n, condition_dim) drawn from a batch of :meth:`decoder_condition_parts`' tensors."""
+        raise NotImplementedError
 
     # --- training -----------------------------------------------------------------------------
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

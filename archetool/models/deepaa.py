@@ -283,6 +283,18 @@ class DeepAA(ArchetoolModule):
         terms["loss"] = loss
         return self.add_token_loss(terms, batch, t)
 
+    condition_parts = ("condition_mu", "condition_sigma")
+
+    @torch.no_grad()
+    def decoder_condition_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x (n, p) -> the posterior's mean and scale (n, d) each: the decoder reads t = mu + sigma·eps."""
+        enc = self.encode(x)
+        return {"condition_mu": enc["mu"], "condition_sigma": enc["sigma"]}
+
+    def decoder_condition(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """t = mu + sigma·eps (n, d), eps ~ N(0, 1): the latent point ``loss_terms`` gives the decoder."""
+        return parts["condition_mu"] + parts["condition_sigma"] * torch.randn_like(parts["condition_sigma"])
+
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         x = batch["x"]

@@ -191,9 +191,35 @@ class DecoderStage(nn.Module):
         self.decoder.train(mode)
         return self
 
+    @torch.no_grad()
+    def training_arrays(self, arrays: dict, block: int = 2048) -> dict:
+        """``arrays`` (numpy, n rows) plus the frozen main model's :meth:`decoder_condition_parts` of every row
+        (computed once, in blocks of ``block`` rows on the model's device), so that a step runs the decoder
+        alone; unchanged for a model without them."""
+        import numpy as np
+
+        keys = tuple(getattr(self.main, "condition_parts", ()))
+        if not keys:
+            return arrays
+        self.main.eval()
+        device = next(self.main.parameters()).device
+        x = arrays["x"]
+        parts: dict[str, list] = {key: [] for key in keys}
+        for start in range(0, len(x), block):
+            xb = torch.as_tensor(np.ascontiguousarray(x[start : start + block]), dtype=torch.float32, device=device)
+            for key, value in self.main.decoder_condition_parts(xb).items():
+                parts[key].append(value.float().cpu().numpy())
+        return {**arrays, **{key: np.concatenate(parts[key]) for key in keys}}
+
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The main model's "tokens" term (it samples the latent point as in its own training) as the loss."""
-        tokens = self.main.loss_terms(batch)["tokens"]
+        """The decoder's token loss on the latent points the frozen main model gives (drawn as in its own
+        training): from the batch's cached condition parts (:meth:`training_arrays`), else through the main
+        model's ``loss_terms`` (its whole loss, for its "tokens" term)."""
+        keys = tuple(getattr(self.main, "condition_parts", ()))
+        if keys and all(key in batch for key in keys):
+            tokens = self.main.token_loss(batch, self.main.decoder_condition({key: batch[key] for key in keys}))
+        else:
+            tokens = self.main.loss_terms(batch)["tokens"]
         return {"tokens": tokens, "loss": tokens}
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:

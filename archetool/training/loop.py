@@ -72,6 +72,26 @@ class TrainConfig:
         return asdict(self)
 
 
+#: optimizer steps a fit with the default --epochs runs at most (see :func:`default_epochs`)
+STEP_BUDGET = 10_000
+#: the default --epochs for data small enough for the step budget, and the fewest for data too large for it
+MAX_EPOCHS, MIN_EPOCHS = 100, 5
+
+
+def default_epochs(n_train: int, batch_size: int, step_budget: int | None = None) -> int:
+    """Epochs of a fit without --epochs: :data:`MAX_EPOCHS`, or fewer when that many full passes over
+    ``n_train`` training rows in batches of ``batch_size`` would take more than ``step_budget`` optimizer
+    steps (never fewer than :data:`MIN_EPOCHS`). Up to 12,800 training rows at batch 128: 100 epochs; 45,000
+    (a 50k-molecule file): 29. A molecule fit's step costs ~45 ms of CPU (its SELFIES decoder's GRU ~70 % of
+    it) and the decoder stage's as many again at ~30 ms, so a 50k-molecule fit needs ~15 CPU minutes, not ~45.
+    On 20k MOSES molecules the decoder's validation token loss stopped improving after ~50 passes over the data
+    (~7,000 steps; early stopping keeps that epoch), and the 50k default gives it ~58 passes (joint fit and
+    decoder stage); see benchmarks/results/molecule_fit_scaling_round3.md."""
+    budget = STEP_BUDGET if step_budget is None else int(step_budget)
+    steps_per_epoch = max(1, int(n_train) // max(1, int(batch_size)))
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(budget / steps_per_epoch))))
+
+
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)
