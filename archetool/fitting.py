@@ -52,6 +52,8 @@ class FitOptions:
     hyper-parameter of the model class, e.g. {"prior": "dirichlet"}). final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
+    batch_size: rows per training step; None = the model's default for the number of training rows (128; nvae
+    and svqvae: see :func:`archetool.analysis.base.class_model_batch_size`).
     data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
     in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
@@ -81,7 +83,7 @@ class FitOptions:
     shared_dim: int | None = None
     hidden: list[int] | None = None
     epochs: int = 100
-    batch_size: int = 128
+    batch_size: int | None = None
     lr: float = 1e-3
     restarts: int = 1
     final_lr_fraction: float | None = None
@@ -420,8 +422,14 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
     from archetool.training.loop import NonFiniteTraining, TrainConfig, train
 
     module_class = model_class(options.model)
+    batch_size = options.batch_size
+    if batch_size is None:  # the model's default for this many training rows
+        from archetool.analysis import adapter
+
+        n_train = len(data.ids) - int(round(options.val_fraction * len(data.ids)))
+        batch_size = adapter(options.model).default_batch_size(n_train)
     config = TrainConfig(
-        epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, val_fraction=options.val_fraction,
+        epochs=options.epochs, batch_size=batch_size, lr=options.lr, val_fraction=options.val_fraction,
         patience=options.patience, seed=options.seed,
         final_lr_fraction=module_class.final_lr_fraction if options.final_lr_fraction is None else options.final_lr_fraction,
     )

@@ -131,11 +131,12 @@ def logistic(x, y, train, test, seed) -> dict:
 
 
 def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workdir: Path) -> dict:
+    """Fit ``kind`` on the training rows (model directory under ``workdir``, which must be new) and score the test rows."""
     import archetool
 
     frame = pd.DataFrame(x[train], columns=genes)
     frame["class_label"] = y[train]
-    model = archetool.fit(frame, model=kind, label="class_label", out=str(workdir / f"{kind}-{seed}"), epochs=epochs,
+    model = archetool.fit(frame, model=kind, label="class_label", out=str(workdir), epochs=epochs,
                           seed=seed, device="cpu", progress_bar=False, model_options=dict(options))
     out = model.transform(model.prep.scale_x(x[test]))
     if "probs" in out:
@@ -246,7 +247,8 @@ def main(argv=None) -> pd.DataFrame:
                     if kind == "logistic":
                         rec = logistic(x, y, train, test, seed)
                     else:
-                        rec = archetool_model(kind, x, y, genes, train, test, seed, args.epochs, sets[kind], Path(tmp))
+                        rec = archetool_model(kind, x, y, genes, train, test, seed, args.epochs, sets[kind],
+                                              Path(tmp) / f"{name}-{kind}-{seed}")
                     rec.update(dataset=name, seed=seed, method=kind, seconds=time.perf_counter() - tic)
                     records.append(rec)
                     print(f"{name} seed {seed} {kind}: " + ", ".join(f"{m} {rec[m]:.3f}" for m in METRICS)

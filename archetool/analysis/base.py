@@ -102,6 +102,24 @@ def unknown_endpoint(spec: str, what: str, choices, total: int | None = None) ->
     return ArchetoolError(f"endpoint {spec!r} is neither {what}; use one of: {preview(choices, 8, total)}")
 
 
+#: rows per training step when ``--batch-size`` is not given
+BATCH_SIZE = 128
+#: the class models' rule for small tables: at least this many steps per epoch, batches of at least MIN_BATCH rows
+MIN_STEPS, MIN_BATCH = 16, 16
+
+
+def class_model_batch_size(n_train: int) -> int:
+    """Default batch size of nvae and svqvae for ``n_train`` training rows: ceil(n_train / MIN_STEPS) within
+    [MIN_BATCH, BATCH_SIZE], i.e. 128 from 2,048 training rows up, and at least 16 steps per epoch below that.
+
+    Why (issue 17): with 128-row batches a table of a few hundred rows gets 2-4 optimiser steps per epoch, so
+    100 epochs end with the classifiers under-trained (LINCS plate, 271 training rows: nvae 0.34 and svqvae
+    0.29 held-out accuracy at 128 rows per batch, 0.36 and 0.40 at 32, logistic regression 0.38; pbmc, 504
+    rows: svqvae 0.85 / balanced 0.67 at 128, 0.86 / 0.72 at 32). Figures in
+    benchmarks/results/class_models_real_round3.md."""
+    return int(min(BATCH_SIZE, max(MIN_BATCH, -(-int(n_train) // MIN_STEPS))))
+
+
 def check_class_model_options(options, kind: str, module_cls, purpose: str) -> None:
     """Option checks shared by the class-conditioned models (nvae, svqvae), made before any data are read:
     a --label (or --labels) is required, --side is refused, and --set keys must be hyper-parameters."""
@@ -142,6 +160,10 @@ class ModelAnalysis:
 
     def summary(self, model, data, val_index) -> dict:
         return {}
+
+    def default_batch_size(self, n_train: int) -> int:
+        """Rows per training step when ``--batch-size`` is not given, for ``n_train`` training rows."""
+        return BATCH_SIZE
 
     def label_column(self, model) -> str:
         return model.prep.label_column or "label"

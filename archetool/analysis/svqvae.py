@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archetool.analysis.base import exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
+from archetool.analysis.base import class_model_batch_size, exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
 from archetool.models.svqvae import fit_temperature
 
@@ -113,6 +113,9 @@ class SVQVAEAnalysis(ModelAnalysis):
         majority = np.bincount(data.label, minlength=len(model.prep.classes)).argmax()
         out["val_majority_baseline"] = float((truth == majority).mean())
         return out
+
+    def default_batch_size(self, n_train: int) -> int:
+        return class_model_batch_size(n_train)
 
     # --- embedding ----------------------------------------------------------------------------
     def embedding_columns(self, model, outputs) -> dict:
