@@ -425,9 +425,9 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
     batch_size = options.batch_size
     if batch_size is None:  # the model's default for this many training rows
         from archetool.analysis import adapter
+        from archetool.analysis.base import training_rows
 
-        n_train = len(data.ids) - int(round(options.val_fraction * len(data.ids)))
-        batch_size = adapter(options.model).default_batch_size(n_train)
+        batch_size = adapter(options.model).default_batch_size(training_rows(len(data.ids), options.val_fraction))
     config = TrainConfig(
         epochs=options.epochs, batch_size=batch_size, lr=options.lr, val_fraction=options.val_fraction,
         patience=options.patience, seed=options.seed,

@@ -145,7 +145,7 @@ def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workd
         logits = -out["distances"].astype(np.float64) ** 2
         probs = np.exp(logits - logits.max(1, keepdims=True))
     summary = model.config["summary"]
-    extra = {k: summary[k] for k in ("active_class_dims", "active_shared_dims") if k in summary}
+    extra = {k: summary[k] for k in ("active_class_dims", "active_shared_dims", "head_mix") if k in summary}
     return {**scores(y[test], probs, list(model.prep.classes)), "epochs_run": summary["epochs_run"], **extra,
             "latent": int(model.module.latent_dim)}
 
@@ -263,7 +263,7 @@ def main(argv=None) -> pd.DataFrame:
              f"{time.perf_counter() - tic_all:.0f} s in all. Machine shared with other jobs.", "", f"    {command}", "",
              f"Held-out test rows (stratified 80/20), mean ± SD over seeds {args.seeds}; log loss in nats (lower is better).",
              "", markdown(rows), ""]
-    extra_cols = [c for c in ("active_class_dims", "active_shared_dims", "latent", "epochs_run", "C") if c in table]
+    extra_cols = [c for c in ("active_class_dims", "active_shared_dims", "head_mix", "latent", "epochs_run", "C") if c in table]
     per_seed = table[["dataset", "seed", "method", *METRICS, *extra_cols, "seconds"]]
     lines += ["Per seed:", "", markdown(per_seed.to_dict("records")), ""]
     text = "\n".join(lines)

@@ -108,15 +108,20 @@ BATCH_SIZE = 128
 MIN_STEPS, MIN_BATCH = 16, 16
 
 
+def training_rows(n_rows: int, val_fraction: float) -> int:
+    """About how many of ``n_rows`` rows the training split keeps (the rest validate)."""
+    return int(n_rows) - int(round(float(val_fraction) * int(n_rows)))
+
+
 def class_model_batch_size(n_train: int) -> int:
     """Default batch size of nvae and svqvae for ``n_train`` training rows: ceil(n_train / MIN_STEPS) within
     [MIN_BATCH, BATCH_SIZE], i.e. 128 from 2,048 training rows up, and at least 16 steps per epoch below that.
 
     Why (issue 17): with 128-row batches a table of a few hundred rows gets 2-4 optimiser steps per epoch, so
-    100 epochs end with the classifiers under-trained (LINCS plate, 271 training rows: nvae 0.34 and svqvae
-    0.29 held-out accuracy at 128 rows per batch, 0.36 and 0.40 at 32, logistic regression 0.38; pbmc, 504
-    rows: svqvae 0.85 / balanced 0.67 at 128, 0.86 / 0.72 at 32). Figures in
-    benchmarks/results/class_models_real_round3.md."""
+    100 epochs end with the classifiers under-trained. LINCS plate (271 training rows, 3 seeds, with nvae's
+    validated head mix and svqvae's softmax term): nvae 0.303 -> 0.408 held-out accuracy, svqvae 0.285 -> 0.311
+    (logistic regression 0.386); wine's nvae kept 2-3 of 4 shared latent dimensions active on 2 of 3 seeds (0
+    before). Cost: svqvae on pbmc 0.838 -> 0.814. Figures in benchmarks/results/class_models_real_round3.md."""
     return int(min(BATCH_SIZE, max(MIN_BATCH, -(-int(n_train) // MIN_STEPS))))
 
 

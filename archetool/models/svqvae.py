@@ -72,8 +72,8 @@ before this was added were trained from "random" (``saved_defaults``; it matters
 Softmax term (``ce_weight``, default 1, issue 17 round 3): ce_weight * cross-entropy of softmax_k(-||z_e - e_k||^2)
 against the label, i.e. a prototype classifier's loss over *all* codes, where the hinge only sees the nearest
 wrong one. It keeps pushing apart every code a row is close to, which the hinge stops doing once the margin to
-the nearest is met. LINCS plate, 4 seeds: 0.296 -> 0.326 held-out accuracy, balanced 0.301 -> 0.350; digits and
-wine unchanged (figures in benchmarks/results/class_models_real_round3.md). Models saved before it existed were
+the nearest is met. LINCS plate, 4 seeds, both with the small-table batch size: 0.296 -> 0.326 held-out accuracy,
+balanced 0.301 -> 0.350 (logistic regression ~0.38; still short); digits, wine and MNIST-5k within one SD (figures in benchmarks/results/class_models_real_round3.md). Models saved before it existed were
 trained without it (``saved_defaults``).
 
 Prediction: nearest code argmin_k ||z_e - e_k||. Probabilities (``embed``'s "probs", for log loss and
