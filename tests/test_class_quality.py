@@ -220,8 +220,9 @@ def test_svqvae_softmax_term_is_the_cross_entropy_over_code_distances():
 def test_nvae_matches_logistic_regression_on_the_lincs_plate(tmp_path):
     """Few rows per class (60 perturbagens, 4-5 training signatures each): nvae's held-out accuracy and balanced
     accuracy within 0.04 (3 of 76 test rows) of logistic regression's (C = 10, what inner CV picks on most splits
-    of this plate), split and model seed 1. Measured +0.04 / +0.05; the defaults before the small-table batch
-    size and the validated head mix gave -0.08 / -0.09 here (benchmarks/results/class_models_real_round3.md)."""
+    of this plate; here 0.342 / 0.367), split and model seed 1. Measured +0.05 / +0.04; the defaults before the
+    small-table batch size and the validated head mix gave -0.07 / -0.10 here (0.276 / 0.269 in
+    benchmarks/results/class_models_real_round3_before.csv)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import train_test_split
