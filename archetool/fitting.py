@@ -55,7 +55,7 @@ class FitOptions:
     final_lr_fraction: the last
     epoch's learning rate as a fraction of lr (cosine decay); None = the model's own default.
     restarts: models trained from different initialisations; the lowest validation loss is kept.
-    batch_size: rows per step; None = :func:`default_batch_size` (128, smaller on small tables for deepaa).
+    batch_size: rows per step; None = :func:`default_batch_size` (128, smaller on small tables).
     data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
     in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).

@@ -50,9 +50,9 @@ def test_registry_and_shapes():
     x, y = torch.randn(10, 7), torch.arange(10) % 4
 
     terms = m.loss_terms({"x": x, "label": y})
-    assert set(terms) == {"loss", "recon", "codebook", "commitment", "repulsion"}
+    assert set(terms) == {"loss", "recon", "codebook", "commitment", "repulsion", "ce"}  # ce: the softmax term (ce_weight > 0)
     assert all(t.shape == () and torch.isfinite(t) for t in terms.values())
-    total = terms["recon"] + terms["codebook"] + terms["commitment"] + terms["repulsion"]
+    total = terms["recon"] + terms["codebook"] + terms["commitment"] + terms["repulsion"] + terms["ce"]
     torch.testing.assert_close(terms["loss"], total)
 
     out = m.embed(x)
@@ -198,7 +198,7 @@ def test_hparams_round_trip():
     assert h == {"n_features": 5, "n_classes": 4, "code_dim": 3, "hidden": [8, 6],
                  "likelihood": "bernoulli", "beta": 0.5, "alpha": 0.2, "repulsion": "unbounded",
                  "margin": 2.0, "recon_weight": 0.5, "input_dropout": 0.2, "margin_warmup": 20, "dropout": 0.1,
-                 "temperature": None, "code_init": "centroids"}
+                 "temperature": None, "code_init": "centroids", "ce_weight": 1.0}
     m2 = SVQVAE(**h)
     m2.load_state_dict(m.state_dict())
     m.eval(), m2.eval()

@@ -49,7 +49,7 @@ def test_default_batch_size_gives_small_tables_enough_steps_an_epoch():
     from archetool.models.deepaa import DeepAA
     from archetool.models.nvae import NVAE
 
-    assert DeepAA.min_steps_per_epoch == 8 and NVAE.min_steps_per_epoch == 1
+    assert DeepAA.min_steps_per_epoch == 8 and NVAE.min_steps_per_epoch == 16
     assert default_batch_size(178, 0.1, 8) == 20  # wine: 160 training rows -> 8 steps
     assert default_batch_size(1000, 0.1, 8) == 128  # 900 rows: already 8 steps (the README's 1,000 molecules)
     assert default_batch_size(3000, 0.1, 8) == 128 and default_batch_size(178, 0.1, 1) == 128

@@ -17,6 +17,7 @@ import torch
 
 from archetool.analysis.base import exemplar_legends, ModelAnalysis, check_class_model_options, id_column, latent_matrix, line_between
 from archetool.errors import ArchetoolError, preview
+from archetool.models.nvae import fit_head_mix
 
 log = logging.getLogger("archetool")
 
@@ -142,6 +143,12 @@ class NVAEAnalysis(ModelAnalysis):
         if len(val_index) == 0:
             log.warning("no validation rows were held out (--val-fraction 0 or too few rows): no held-out accuracy is reported")
             return out
+        if module.linear_classifier is not None and module.head_mix is None:
+            with torch.no_grad():
+                xv = torch.from_numpy(np.ascontiguousarray(data.x[val_index], dtype=np.float32)).to(model.device)
+                _, _, trunk, linear = module._encode_heads(xv)
+            module.head_mix = fit_head_mix(trunk, linear, torch.from_numpy(np.asarray(data.label[val_index])).to(trunk.device))
+            out["head_mix"] = module.head_mix
         pred = model.transform(data.x[val_index])["pred"]
         truth = data.label[val_index]
         hit = pred == truth
