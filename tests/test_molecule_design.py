@@ -194,3 +194,62 @@ def test_decoder_epochs_zero_skips_the_stage(tmp_path):
     result = run_cli("fit", path, "--side", "heat_capacity", "--decoder-epochs", "0", "--out", tmp_path / "m", *FIT)
     assert result.exit_code == 0, result.output
     assert "decoder_epochs_run" not in json.loads((tmp_path / "m" / "config.json").read_text())["summary"]
+
+
+@pytest.mark.parametrize("read, extra", [("latent", 0), ("side", 2), ("decoded", 6 + 2)])
+def test_decoder_reads_what_its_read_setting_names(read, extra):
+    from archetool.models.deepaa import DeepAA
+
+    torch.manual_seed(0)
+    module = DeepAA(n_features=6, n_archetypes=3, n_side=2, hidden=[8])
+    module.attach_sequence_decoder(vocab_size=9, max_length=5, embedding_dim=4, hidden_dim=8, read=read)
+    dec = module.sequence_decoder
+    assert dec.condition_dim == 2 + extra and dec.settings()["read"] == read
+    t = torch.randn(4, 2)
+    cond = module.decoder_condition(t)
+    assert cond.shape == (4, 2 + extra) and torch.equal(cond[:, :2], t)
+    if read != "latent":  # the side predictions last, the decoded features (model space) between
+        assert torch.allclose(cond[:, -2:], module.predict_side(t))
+    if read == "decoded":
+        assert torch.allclose(cond[:, 2:8], module.decode(t))
+    # the token loss does not pull on the main model through what the decoder reads
+    batch = {"x": torch.randn(4, 6), "side": torch.randn(4, 2), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    module.train().zero_grad(set_to_none=True)
+    module.loss_terms(batch)["tokens"].backward()
+    assert all(p.grad is None for p in [*module.encoder.parameters(), *module.decoder.parameters(), *module.side_head.parameters()])
+    again = DeepAA(n_features=6, n_archetypes=3, n_side=2, hidden=[8])
+    again.attach_sequence_decoder(**{k: v for k, v in dec.settings().items() if k != "condition_dim"})
+    again.load_state_dict(module.state_dict())
+
+
+def test_an_unknown_or_unavailable_read_is_refused():
+    from archetool.models.nvae import NVAE
+
+    with pytest.raises(ValueError, match="unknown decoder read 'features'"):
+        SequenceDecoder(vocab_size=9, max_length=5, condition_dim=2, read="features")
+    module = NVAE(n_features=6, n_classes=2, class_dim=2, shared_dim=2, hidden=[8])
+    with pytest.raises(ValueError, match="decoder read 'side' is not available for this model"):
+        module.attach_sequence_decoder(vocab_size=9, max_length=5, read="side")
+
+
+def test_weight_based_samples_get_the_posterior_noise(mol_model):
+    import json
+
+    from archetool.analysis import adapter
+    from archetool.model import ArchetoolModel
+
+    summary = json.loads((mol_model / "config.json").read_text())["summary"]
+    model = ArchetoolModel.load(mol_model)
+    analysis = adapter("deepaa")
+    # the training rows' median posterior sd, where the decoder was trained, at most the prior's scale
+    assert summary["posterior_sd"] > 0
+    assert analysis.noise_scale(model) == min(summary["posterior_sd"], model.module.prior_scale)
+    model.config["summary"]["posterior_sd"] = 0.01
+    assert analysis.noise_scale(model) == 0.01
+    torch.manual_seed(4)
+    at = analysis.sample(model, 300, weights=[1, 0, 0], molecules=None)["pred_heat_capacity"]
+    model.config["summary"].pop("posterior_sd")  # a model saved before: the prior's scale
+    assert analysis.noise_scale(model) == model.module.prior_scale
+    torch.manual_seed(4)
+    wide = analysis.sample(model, 300, weights=[1, 0, 0], molecules=None)["pred_heat_capacity"]
+    assert at.std() < 0.2 * wide.std()

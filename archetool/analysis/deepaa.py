@@ -44,7 +44,7 @@ class DeepAAAnalysis(ModelAnalysis):
         return cols
 
     def summary(self, model, data, val_index) -> dict:
-        out = {}
+        out = {"posterior_sd": posterior_sd(model.module, data.x, model.device)}
         if data.side is None or len(val_index) == 0:
             return out
         pred = model.transform(data.x[val_index])["side"]
@@ -172,11 +172,21 @@ class DeepAAAnalysis(ModelAnalysis):
         return written
 
     # --- samples and interpolation --------------------------------------------------------------
+    def noise_scale(self, model) -> float:
+        """sd of the Gaussian noise (per unit of temperature) added to latent points built from mixture weights:
+        the training rows' median posterior sd (fit summary "posterior_sd"), so that prior=posterior samples
+        the aggregate posterior, where the sequence decoder was trained (on MOSES 0.01 against a prior_scale of 0.25:
+        the prior's noise is as wide as the data's spread, sd 0.3, and put samples where the decoder never was);
+        at most prior_scale (an under-trained encoder's sd can be wider); models saved without it: prior_scale."""
+        value = (model.config.get("summary") or {}).get("posterior_sd")
+        scale = float(model.module.prior_scale)
+        return min(float(value), scale) if value is not None else scale
+
     def sample(self, model, n: int, label: str | None = None, temperature: float = 1.0, rows: pd.DataFrame | None = None,
                molecules: str | None = "full", archetype: str | None = None, spread: float = 0.2,
                weights: list[float] | None = None, prior: str = "posterior") -> pd.DataFrame:
         """n latent points: from the prior; near one ``archetype`` (weights (1 - spread)·e_I + spread·u,
-        u ~ Dir(1)); or at the simplex point ``weights``; each plus temperature·prior_scale·N(0, I). With a
+        u ~ Dir(1)); or at the simplex point ``weights``; each plus temperature·:meth:`noise_scale`·N(0, I). With a
         sequence decoder the molecules are sampled at ``temperature`` too (0: greedy, no noise).
 
         ``prior``: "posterior" (default) draws the weights of random ``rows`` (the training rows: the aggregate
@@ -210,7 +220,7 @@ class DeepAAAnalysis(ModelAnalysis):
         if a is None:
             a, latent = (v.cpu().numpy() for v in module.sample_latent(n, temperature))
         else:
-            noise = float(temperature) * module.prior_scale * torch.randn(n, module.latent_dim).numpy()
+            noise = float(temperature) * self.noise_scale(model) * torch.randn(n, module.latent_dim).numpy()
             latent = (a @ self.codes(model) + noise).astype(np.float32)
         front = pd.DataFrame({"sample": np.arange(n)} | {f"a{j}": a[:, j] for j in range(k)})
         return self.points_table(model, front, latent, rows, n_nearest=3, molecules=molecules, temperature=temperature)
@@ -222,7 +232,7 @@ class DeepAAAnalysis(ModelAnalysis):
         the rows ranked by the distance of that re-prediction to the target.
 
         Candidates: max(pool, 16·n) weights, half the ``rows``' own (the aggregate posterior) and half
-        Dir(1), each point plus temperature·prior_scale·N(0, I) noise; the max(n, 64) nearest by predicted
+        Dir(1), each point plus temperature·:meth:`noise_scale`·N(0, I) noise; the max(n, 64) nearest by predicted
         value are kept and ``candidates``·n drawn from them (with replacement; the molecules still differ, as the decoder
         samples), decoded and re-predicted; the n whose re-prediction is nearest the target are returned. A target outside the values predicted over the
         candidates is one error line naming that range. Columns: sample (rank), [smiles, novel, most similar
@@ -238,7 +248,7 @@ class DeepAAAnalysis(ModelAnalysis):
         if rows is not None and all(c in rows.columns for c in names):
             half = m // 2
             a[:half] = rows[names].to_numpy(np.float64)[torch.randint(len(rows), (half,)).numpy()]
-        noise = float(temperature) * module.prior_scale * torch.randn(m, module.latent_dim).numpy()
+        noise = float(temperature) * self.noise_scale(model) * torch.randn(m, module.latent_dim).numpy()
         latent = (a @ self.codes(model) + noise).astype(np.float32)
         pred = self.decode_table(model, latent)[[f"pred_{s}" for s in model.prep.side_names]].to_numpy()
         generation.check_reachable(model, pred, target, f"{m} points of the simplex and of the training rows")
@@ -290,6 +300,17 @@ class DeepAAAnalysis(ModelAnalysis):
         latent = weights @ self.codes(model)
         front = pd.DataFrame({"point": np.arange(len(weights))} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
         return self.points_table(model, front, latent, rows, molecules="smiles")
+
+
+def posterior_sd(module, x: np.ndarray, device, batch_size: int = 4096) -> float:
+    """Median over rows and latent dimensions of the encoder's posterior sd sigma(x), x (n, p) in model space."""
+    sds = []
+    module.eval()
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            chunk = torch.from_numpy(np.asarray(x[start : start + batch_size], np.float32)).to(device)
+            sds.append(module.encode(chunk)["sigma"].cpu().numpy())
+    return round(float(np.median(np.concatenate(sds))), 6) if sds else float(module.prior_scale)
 
 
 def check_weights(weights, k: int) -> np.ndarray:

@@ -53,7 +53,7 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
         for start in range(0, len(latent), batch_size):
             z = torch.from_numpy(latent[start : start + batch_size]).to(model.device)
             lab = None if labels is None else torch.from_numpy(np.asarray(labels[start : start + batch_size], np.int64)).to(model.device)
-            tokens = module.sequence_decoder.generate(module.condition(z, lab), temperature=float(temperature),
+            tokens = module.sequence_decoder.generate(module.decoder_condition(z, lab), temperature=float(temperature),
                                                       first_allowed=first)
             out.extend(vocabulary.decode(tokens.cpu().numpy()))
     return out
