@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from archetool.data.selfies_tokens import EOS
 from archetool.models.sequence_decoder import SequenceDecoder
 from conftest import MOLECULES, run_cli
@@ -253,3 +256,66 @@ def test_weight_based_samples_get_the_posterior_noise(mol_model):
     torch.manual_seed(4)
     wide = analysis.sample(model, 300, weights=[1, 0, 0], molecules=None)["pred_heat_capacity"]
     assert at.std() < 0.2 * wide.std()
+
+
+@given(st.sampled_from(SMILES + ["CC(C)(C)c1ccc(O)c(Br)c1", "O=C1CC2(CCN1)C1CC1C2", "C1CC2CCC1CC2.[Na+]", "[2H]C([2H])Cl"]))
+@settings(max_examples=40, deadline=None)
+def test_heavy_atom_count_of_selfies_symbols_is_rdkits(smiles):
+    import selfies as sf
+    from rdkit import Chem
+
+    from archetool.data.selfies_tokens import heavy_atom_count
+
+    assert heavy_atom_count(list(sf.split_selfies(sf.encoder(smiles)))) == Chem.MolFromSmiles(smiles).GetNumHeavyAtoms()
+
+
+def test_vocabulary_keeps_the_datas_size_range():
+    import selfies as sf
+
+    from archetool.data.selfies_tokens import SelfiesVocabulary
+
+    vocabulary = SelfiesVocabulary.build([sf.encoder(s) for s in SMILES])
+    sizes = sorted(Chem_heavy(s) for s in SMILES)
+    assert vocabulary.heavy_atoms == (int(np.percentile(sizes, 5, method="nearest")), int(np.percentile(sizes, 95, method="nearest")))
+    assert SelfiesVocabulary.from_state(vocabulary.state()) == vocabulary
+    old = {k: v for k, v in vocabulary.state().items() if k != "heavy_atoms"}  # saved before: no guard
+    assert SelfiesVocabulary.from_state(old).heavy_atoms is None
+
+
+def Chem_heavy(smiles):
+    from rdkit import Chem
+
+    return Chem.MolFromSmiles(smiles).GetNumHeavyAtoms()
+
+
+class _StubDecoder:
+    """generate: fixed candidate rows (4 per point); sequence_log_prob: fixed values."""
+
+    def __init__(self, tokens, logp):
+        self.tokens, self.logp = tokens, logp
+
+    def generate(self, condition, temperature, generator=None, first_allowed=None):
+        assert condition.shape[0] == len(self.tokens) and temperature > 0
+        return self.tokens
+
+    def sequence_log_prob(self, condition, tokens):
+        return self.logp
+
+
+def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_inside_it(monkeypatch):
+    import selfies as sf
+
+    from archetool.analysis import generation
+    from archetool.data.selfies_tokens import SelfiesVocabulary
+
+    monkeypatch.setattr(generation, "SIZE_GUARD_TRIES", 4)
+    candidates = ["C" * 12, "CC", "C" * 12, "CC",  # point 0: none inside 3-6 atoms -> its greedy decode stays
+                  "CCCC", "CC", "CCCCC", "CC"]     # point 1: CCCC and CCCCC inside; CCCCC the more likely of the two
+    symbols = sorted({t for s in candidates for t in sf.split_selfies(sf.encoder(s))})
+    vocabulary = SelfiesVocabulary(symbols, 12, (3, 6))
+    tokens = torch.from_numpy(vocabulary.encode([sf.encoder(s) for s in candidates]))
+    stub = _StubDecoder(tokens, torch.tensor([-1.0, -2.0, -3.0, -4.0, -9.0, -1.0, -5.0, -0.5]))
+    greedy = ["C" * 12, "C" * 14, "CCO"]  # 12 and 14 atoms: outside; CCO (3): inside, untouched
+    counts = [0, 0]
+    out = generation._hold_to_size_range(stub, torch.zeros(3, 2), greedy, vocabulary, None, counts)
+    assert out == ["C" * 12, "CCCCC", "CCO"] and counts == [2, 1]

@@ -132,6 +132,15 @@ class SequenceDecoder(nn.Module):
         return ce + self.free_beta * kl.mean() / per_molecule
 
     @torch.no_grad()
+    def sequence_log_prob(self, condition: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Total log-probability (nats) of each token row under the decoder: c (m, C), tokens (m, L) as
+        :meth:`generate` returns them -> (m,). A free latent is taken at the mean of p(z | c)."""
+        free = self.free_prior(condition)[0] if self.free_dim else None
+        logits = self.logits(condition, tokens, free).float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return (logp * (tokens != PAD)).sum(1)
+
+    @torch.no_grad()
     def generate(self, condition: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
                  first_allowed: torch.Tensor | None = None) -> torch.Tensor:
         """c (m, C) -> tokens (m, max_length + 1), each row ended by the end token (then padding).
