@@ -295,11 +295,13 @@ class _StubDecoder:
         self.tokens, self.logp = tokens, logp
 
     def generate(self, condition, temperature, generator=None, first_allowed=None):
-        assert condition.shape[0] == len(self.tokens) and temperature > 0
-        return self.tokens
+        assert temperature > 0 and condition.shape[0] == 4 and (condition == condition[:1]).all()
+        point = int(condition[0, 0])
+        return self.tokens[4 * point : 4 * point + 4]
 
     def sequence_log_prob(self, condition, tokens):
-        return self.logp
+        point = int(condition[0, 0])
+        return self.logp[4 * point : 4 * point + 4]
 
 
 def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_inside_it(monkeypatch):
@@ -317,5 +319,9 @@ def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_insid
     stub = _StubDecoder(tokens, torch.tensor([-1.0, -2.0, -3.0, -4.0, -9.0, -1.0, -5.0, -0.5]))
     greedy = ["C" * 12, "C" * 14, "CCO"]  # 12 and 14 atoms: outside; CCO (3): inside, untouched
     counts = [0, 0]
-    out = generation._hold_to_size_range(stub, torch.zeros(3, 2), greedy, vocabulary, None, counts)
+    condition = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])  # the stub's point index in column 0
+    out = generation._hold_to_size_range(stub, condition, greedy, vocabulary, None, counts)
     assert out == ["C" * 12, "CCCCC", "CCO"] and counts == [2, 1]
+    # the same point twice: drawn once, the same molecule (a decode depends on its point alone)
+    out = generation._hold_to_size_range(stub, condition[[1, 1]], ["C" * 14] * 2, vocabulary, None, [0, 0])
+    assert out == ["CCCCC", "CCCCC"]

@@ -96,17 +96,21 @@ def _hold_to_size_range(decoder, condition, smiles: list[str | None], vocabulary
     if not outside:
         return smiles
     tries = SIZE_GUARD_TRIES
-    cond = condition[outside].repeat_interleave(tries, dim=0)
-    generator = torch.Generator(device=cond.device).manual_seed(0)
-    tokens = decoder.generate(cond, temperature=SIZE_GUARD_TEMPERATURE, generator=generator, first_allowed=first)
-    logp = decoder.sequence_log_prob(cond, tokens).cpu().numpy().reshape(len(outside), tries)
-    drawn = np.asarray(vocabulary.decode(tokens.cpu().numpy()), dtype=object).reshape(len(outside), tries)
     smiles = list(smiles)
     counts[0] += len(outside)
-    for row, i in enumerate(outside):
-        fits = [j for j in range(tries) if (n := heavy_atoms(drawn[row, j])) is not None and lo <= n <= hi]
-        if fits:
-            smiles[i] = drawn[row, max(fits, key=lambda j: logp[row, j])]
+    chosen: dict[bytes, str | None] = {}  # one draw per distinct point, seeded alike: the result is the point's alone
+    for i in outside:
+        key = condition[i].cpu().numpy().tobytes()
+        if key not in chosen:
+            cond = condition[i : i + 1].repeat(tries, 1)
+            generator = torch.Generator(device=cond.device).manual_seed(0)
+            tokens = decoder.generate(cond, temperature=SIZE_GUARD_TEMPERATURE, generator=generator, first_allowed=first)
+            logp = decoder.sequence_log_prob(cond, tokens).cpu().numpy()
+            drawn = vocabulary.decode(tokens.cpu().numpy())
+            fits = [j for j in range(tries) if (n := heavy_atoms(drawn[j])) is not None and lo <= n <= hi]
+            chosen[key] = drawn[max(fits, key=lambda j: logp[j])] if fits else None
+        if chosen[key] is not None:
+            smiles[i] = chosen[key]
             counts[1] += 1
     return smiles
 
