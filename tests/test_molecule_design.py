@@ -209,7 +209,7 @@ def test_decoder_reads_what_its_read_setting_names(read, extra):
     dec = module.sequence_decoder
     assert dec.condition_dim == 2 + extra and dec.settings()["read"] == read
     t = torch.randn(4, 2)
-    cond = module.decoder_condition(t)
+    cond = module.sequence_condition(t)
     assert cond.shape == (4, 2 + extra) and torch.equal(cond[:, :2], t)
     if read != "latent":  # the side predictions last, the decoded features (model space) between
         assert torch.allclose(cond[:, -2:], module.predict_side(t))

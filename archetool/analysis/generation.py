@@ -63,7 +63,7 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
         for start in range(0, len(latent), batch_size):
             z = torch.from_numpy(latent[start : start + batch_size]).to(model.device)
             lab = None if labels is None else torch.from_numpy(np.asarray(labels[start : start + batch_size], np.int64)).to(model.device)
-            condition = module.decoder_condition(z, lab)
+            condition = module.sequence_condition(z, lab)
             tokens = module.sequence_decoder.generate(condition, temperature=float(temperature), first_allowed=first)
             smiles = vocabulary.decode(tokens.cpu().numpy())
             if temperature <= 0 and vocabulary.heavy_atoms is not None:

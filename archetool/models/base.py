@@ -91,7 +91,7 @@ class ArchetoolModule(nn.Module):
         """Latent points (n, latent_dim) -> what the decoder reads beside :meth:`condition` (n, read_dim), or None."""
         return None
 
-    def decoder_condition(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sequence_condition(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The sequence decoder's full condition (n, decoder condition_dim): :meth:`condition`, plus what its
         ``read`` setting asks for, computed without gradient (the decoder does not pull on the main model)."""
         condition = self.condition(latent, labels)

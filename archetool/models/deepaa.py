@@ -278,7 +278,7 @@ class DeepAA(ArchetoolModule):
             terms["side"] = side_nll
             loss = loss + self.side_weight * side_nll
         terms["loss"] = loss
-        return self.add_token_loss(terms, batch, self.decoder_condition(t) if self.sequence_decoder is not None else t)
+        return self.add_token_loss(terms, batch, self.sequence_condition(t) if self.sequence_decoder is not None else t)
 
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
