@@ -325,3 +325,21 @@ def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_insid
     # the same point twice: drawn once, the same molecule (a decode depends on its point alone)
     out = generation._hold_to_size_range(stub, condition[[1, 1]], ["C" * 14] * 2, vocabulary, None, [0, 0])
     assert out == ["CCCCC", "CCCCC"]
+
+
+def test_target_returns_distinct_molecules_before_repeats(mol_model, monkeypatch):
+    from archetool.analysis import generation
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(mol_model)
+    goal = round(float(model.training_rows["pred_heat_capacity"].median()), 2)
+    value = {"CCO": goal, "CCC": goal + 1.0, "CCCC": goal + 2.0}
+    # every candidate decodes to one of three molecules, CCO (at the target) most often
+    monkeypatch.setattr(generation, "generate_smiles",
+                        lambda model, latent, labels=None, temperature=0.0: (["CCO"] * 8 + ["CCC", "CCCC"]) * (len(latent) // 10)
+                        + ["CCO"] * (len(latent) % 10))
+    monkeypatch.setattr(generation, "repredict",
+                        lambda model, smiles: pd.DataFrame({"repred_heat_capacity": [value[s] for s in smiles]}))
+    table = model.sample(5, target={"heat_capacity": goal}, seed=2)
+    assert sorted(set(table["smiles"])) == ["CCC", "CCCC", "CCO"]  # not five copies of the nearest one
+    assert table["distance"].is_monotonic_increasing and len(table) == 5

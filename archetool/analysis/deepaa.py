@@ -250,7 +250,8 @@ class DeepAAAnalysis(ModelAnalysis):
         Candidates: max(pool, 16·n) weights, half the ``rows``' own (the aggregate posterior) and half
         Dir(1), each point plus temperature·:meth:`noise_scale`·N(0, I) noise; the max(n, 64) nearest by predicted
         value are kept and ``candidates``·n drawn from them (with replacement; the molecules still differ, as the decoder
-        samples), decoded and re-predicted; the n whose re-prediction is nearest the target are returned. A target outside the values predicted over the
+        samples), decoded and re-predicted; the n whose re-prediction is nearest the target are returned, distinct molecules
+        before repeats (a repeat only where fewer than n differ). A target outside the values predicted over the
         candidates is one error line naming that range. Columns: sample (rank), [smiles, novel, most similar
         training molecule], pred_<side> (at the latent point), repred_<side> (of the decoded molecule),
         distance (see :func:`generation.target_distance`), a0.."""
@@ -293,7 +294,12 @@ class DeepAAAnalysis(ModelAnalysis):
             with torch.no_grad():
                 x = module.decode(torch.from_numpy(latent).to(model.device)).cpu().numpy()
             table = pd.concat([table, model.decode_features(x)], axis=1)
-        table = table.sort_values("distance", kind="stable", na_position="last").head(n).reset_index(drop=True)
+        table = table.sort_values("distance", kind="stable", na_position="last")
+        if smiles is not None:  # distinct molecules first: a repeat of a better-ranked one only where too few differ
+            repeat = table["smiles"].duplicated().to_numpy()
+            table = pd.concat([table[~repeat], table[repeat]]).head(n)
+            table = table.sort_values("distance", kind="stable", na_position="last")
+        table = table.head(n).reset_index(drop=True)
         table.insert(0, "sample", np.arange(len(table)))
         smiles = table["smiles"].tolist() if smiles is not None else None
         if smiles is not None:
