@@ -111,7 +111,7 @@ class FitOptions:
     decoder: str | None = None
     decoder_options: dict = field(default_factory=dict)
     decoder_epochs: int | None = None
-    decoder_lr: float = 2e-3
+    decoder_lr: float = 5e-3  # 5k MOSES, 10 stage epochs: val tokens 1.14 -> 1.00 nats, FCD 20.0 -> 16.9 against 2e-3
     split: str = "random"
     jobs: int | None = None
     descriptor_set: str = "fast"

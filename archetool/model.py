@@ -379,7 +379,7 @@ class ArchetoolModel:
         return analysis.interpolate(self, start, end, steps, rows)
 
     @reports
-    def sample(self, n: int = 10, label: str | None = None, temperature: float = 1.0, archetype: str | None = None,
+    def sample(self, n: int = 10, label: str | None = None, temperature: float | None = None, archetype: str | None = None,
                spread: float = 0.2, weights: list[float] | None = None, seed: int = 0,
                data: str | Path | None = None, target: dict | list[str] | None = None,
                reference: str | Path | None = None, prior: str = "posterior") -> pd.DataFrame:
@@ -389,7 +389,8 @@ class ArchetoolModel:
         most similar training molecule and its Tanimoto similarity); the set's validity, uniqueness, novelty
         and internal diversity are in ``table.attrs["generation"]`` and logged. deepaa: ``archetype`` ("aI",
         near that vertex, ``spread`` in [0, 1]) or ``weights`` (a point of the simplex); nvae/svqvae: ``label``.
-        ``temperature`` scales the latent noise and the token sampling. ``data``: real rows for the nearest
+        ``temperature`` scales the latent noise and the token sampling (None: the model kind's default, deepaa
+        with a sequence decoder 0.7, else 1.0). ``data``: real rows for the nearest
         neighbours (default: the training rows). Seeded by ``seed``. deepaa ``prior``: "posterior" (default:
         the training rows' mixture weights, where the decoder was trained) or "dirichlet".
 
@@ -411,6 +412,8 @@ class ArchetoolModel:
                 raise ArchetoolError(f"{flag} applies to deepaa models (points of the archetype simplex); this model is "
                                      f"{self.kind}: choose a class with --label")
             extra = {"archetype": archetype, "spread": spread, "weights": weights}
+        if temperature is None:
+            temperature = adapter(self.kind).default_temperature(self)
         if not np.isfinite(temperature) or temperature < 0:
             raise ArchetoolError(f"--temperature {temperature}: must be a finite number >= 0")
         if self.kind == "deepaa" and target is None:

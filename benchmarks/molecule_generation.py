@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("qm9", "moses", "nci"), default="qm9",
                         help="qm9: the issue-11 benchmark; moses / nci: drug-like molecules (issue 18), side RDKit logP")
     parser.add_argument("--moses-dir", default=str(MOSES_DIR), help="folder with MOSES's train/test CSVs and *_stats.npz")
-    parser.add_argument("--temperature", type=float, default=1.0, help="moses/nci: sampling temperature")
+    parser.add_argument("--temperature", type=float, default=None, help="moses/nci: sampling temperature (default: the model's, 0.7)")
+    parser.add_argument("--decoder-options", default="{}", help="moses/nci: JSON of SequenceDecoder settings for the fit, e.g. '{\"read\": \"latent\"}'")
     parser.add_argument("--target-n", type=int, default=500, help="moses/nci: molecules per design target")
     parser.add_argument("--model", default=None, help="moses/nci: a model directory fitted by an earlier run of this benchmark (same data options): evaluate it, do not fit")
     parser.add_argument("--decoder-epochs", type=int, default=None, help="moses/nci: epochs of the decoder stage (default: --epochs)")
@@ -374,13 +375,22 @@ def main_druglike(args) -> None:
         fit_s = model.config["summary"]["seconds"]
         lines.append(f"Model fitted by an earlier run of this benchmark ({args.model}), evaluated again by this run.\n")
     else:
-        model = fit(table, work / "deepaa", side=["logp"], k=4, seed=0, epochs=args.epochs, jobs=1, decoder_epochs=args.decoder_epochs)
+        import json
+
+        model = fit(table, work / "deepaa", side=["logp"], k=4, seed=0, epochs=args.epochs, jobs=1, decoder_epochs=args.decoder_epochs,
+                    decoder_options=json.loads(args.decoder_options))
         fit_s = time.perf_counter() - t0
     summary = model.config["summary"]
     lines.append(f"deepaa k=4 fit: {fit_s:.0f} s, {summary['epochs_run']} epochs (asked {args.epochs}), best epoch "
                  f"{summary['best_epoch']}, held-out R² of logp {summary.get('val_r2_logp', float('nan')):.3f}; decoder stage "
                  f"{summary.get('decoder_epochs_run')} epochs (asked {args.decoder_epochs or args.epochs}), best "
                  f"{summary.get('decoder_best_epoch')}, validation token loss {summary.get('decoder_val_tokens')}.\n")
+    if args.temperature is None:
+        args.temperature = adapter("deepaa").default_temperature(model)
+    dec = model.module.sequence_decoder
+    lines.append(f"Decoder: GRU hidden {dec.hidden_dim}, reads {dec.read!r}, word dropout {dec.word_dropout}, free latent "
+                 f"{dec.free_dim}; sampling temperature {args.temperature}; greedy size guard "
+                 f"{'on, heavy atoms ' + str(model.prep.sequence.get('heavy_atoms')) if model.prep.sequence.get('heavy_atoms') else 'off (model saved before it)'}.\n")
     train_set = set(known)  # MOSES convention: canonical generated SMILES against the training SMILES as given
     fcd = FCD(Path(args.moses_dir)) if args.dataset == "moses" else None
 
@@ -440,6 +450,8 @@ def main_druglike(args) -> None:
     grid = model.interpolate(grid=3)
     _, grid_heavy = rdkit_props(grid["smiles"].tolist())
     preds = arch["pred_logp"].to_numpy()
+    line = model.interpolate(start=f"a{int(np.argmin(preds))}", end=f"a{int(np.argmax(preds))}", steps=10)
+    line_logp, line_heavy = rdkit_props(line["smiles"].tolist())
     steer, means = [], []
     for j in range(4):
         s = model.sample(args.per_archetype, archetype=f"a{j}", seed=10 + j, temperature=args.temperature)
@@ -456,7 +468,10 @@ def main_druglike(args) -> None:
               f"(mean heavy atoms {np.nanmean(rdkit_props(greedy)[1]):.1f}).",
               f"- archetype greedy decodes: {len(set(arch['smiles']))} distinct of 4; heavy atoms {arch_heavy.astype(int).tolist()}, "
               f"data 5-95 % range {lo95[0]:.0f}-{lo95[1]:.0f}; grid 3: {grid['smiles'].nunique()} distinct of {len(grid)}, "
-              f"{int(((grid_heavy >= lo95[0]) & (grid_heavy <= lo95[1])).sum())} inside the range.",
+              f"{int(((grid_heavy >= lo95[0]) & (grid_heavy <= lo95[1])).sum())} inside the range; interpolate "
+              f"a{int(np.argmin(preds))} -> a{int(np.argmax(preds))} (10 steps): {line['smiles'].nunique()} distinct, "
+              f"{int(((line_heavy >= lo95[0]) & (line_heavy <= lo95[1])).sum())} inside the range, Spearman(step, RDKit logP) "
+              f"{spearman(np.arange(len(line_logp)), line_logp):.2f}.",
               f"- near-archetype samples (--spread 0.2): Spearman(mean RDKit logP, pred_logp) = {rho:.2f} (target >= 0.8); "
               f"span of the means / span of the predictions = {span:.2f} (target >= 0.5).\n"]
 

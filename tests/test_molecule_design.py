@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from archetool.data.selfies_tokens import EOS
 from archetool.models.sequence_decoder import SequenceDecoder
 from conftest import MOLECULES, run_cli
@@ -194,3 +197,149 @@ def test_decoder_epochs_zero_skips_the_stage(tmp_path):
     result = run_cli("fit", path, "--side", "heat_capacity", "--decoder-epochs", "0", "--out", tmp_path / "m", *FIT)
     assert result.exit_code == 0, result.output
     assert "decoder_epochs_run" not in json.loads((tmp_path / "m" / "config.json").read_text())["summary"]
+
+
+@pytest.mark.parametrize("read, extra", [("latent", 0), ("side", 2), ("decoded", 6 + 2)])
+def test_decoder_reads_what_its_read_setting_names(read, extra):
+    from archetool.models.deepaa import DeepAA
+
+    torch.manual_seed(0)
+    module = DeepAA(n_features=6, n_archetypes=3, n_side=2, hidden=[8])
+    module.attach_sequence_decoder(vocab_size=9, max_length=5, embedding_dim=4, hidden_dim=8, read=read)
+    dec = module.sequence_decoder
+    assert dec.condition_dim == 2 + extra and dec.settings()["read"] == read
+    t = torch.randn(4, 2)
+    cond = module.sequence_condition(t)
+    assert cond.shape == (4, 2 + extra) and torch.equal(cond[:, :2], t)
+    if read != "latent":  # the side predictions last, the decoded features (model space) between
+        assert torch.allclose(cond[:, -2:], module.predict_side(t))
+    if read == "decoded":
+        assert torch.allclose(cond[:, 2:8], module.decode(t))
+    # the token loss does not pull on the main model through what the decoder reads
+    batch = {"x": torch.randn(4, 6), "side": torch.randn(4, 2), "tokens": torch.tensor([[3, 4, EOS, 0]] * 4)}
+    module.train().zero_grad(set_to_none=True)
+    module.loss_terms(batch)["tokens"].backward()
+    assert all(p.grad is None for p in [*module.encoder.parameters(), *module.decoder.parameters(), *module.side_head.parameters()])
+    again = DeepAA(n_features=6, n_archetypes=3, n_side=2, hidden=[8])
+    again.attach_sequence_decoder(**{k: v for k, v in dec.settings().items() if k != "condition_dim"})
+    again.load_state_dict(module.state_dict())
+
+
+def test_an_unknown_or_unavailable_read_is_refused():
+    from archetool.models.nvae import NVAE
+
+    with pytest.raises(ValueError, match="unknown decoder read 'features'"):
+        SequenceDecoder(vocab_size=9, max_length=5, condition_dim=2, read="features")
+    module = NVAE(n_features=6, n_classes=2, class_dim=2, shared_dim=2, hidden=[8])
+    with pytest.raises(ValueError, match="decoder read 'side' is not available for this model"):
+        module.attach_sequence_decoder(vocab_size=9, max_length=5, read="side")
+
+
+def test_weight_based_samples_get_the_posterior_noise(mol_model):
+    import json
+
+    from archetool.analysis import adapter
+    from archetool.model import ArchetoolModel
+
+    summary = json.loads((mol_model / "config.json").read_text())["summary"]
+    model = ArchetoolModel.load(mol_model)
+    analysis = adapter("deepaa")
+    # the training rows' median posterior sd, where the decoder was trained, at most the prior's scale
+    assert summary["posterior_sd"] > 0
+    assert analysis.noise_scale(model) == min(summary["posterior_sd"], model.module.prior_scale)
+    model.config["summary"]["posterior_sd"] = 0.01
+    assert analysis.noise_scale(model) == 0.01
+    torch.manual_seed(4)
+    at = analysis.sample(model, 300, weights=[1, 0, 0], molecules=None)["pred_heat_capacity"]
+    model.config["summary"].pop("posterior_sd")  # a model saved before: the prior's scale
+    assert analysis.noise_scale(model) == model.module.prior_scale
+    torch.manual_seed(4)
+    wide = analysis.sample(model, 300, weights=[1, 0, 0], molecules=None)["pred_heat_capacity"]
+    assert at.std() < 0.2 * wide.std()
+
+
+@given(st.sampled_from(SMILES + ["CC(C)(C)c1ccc(O)c(Br)c1", "O=C1CC2(CCN1)C1CC1C2", "C1CC2CCC1CC2.[Na+]", "[2H]C([2H])Cl"]))
+@settings(max_examples=40, deadline=None)
+def test_heavy_atom_count_of_selfies_symbols_is_rdkits(smiles):
+    import selfies as sf
+    from rdkit import Chem
+
+    from archetool.data.selfies_tokens import heavy_atom_count
+
+    assert heavy_atom_count(list(sf.split_selfies(sf.encoder(smiles)))) == Chem.MolFromSmiles(smiles).GetNumHeavyAtoms()
+
+
+def test_vocabulary_keeps_the_datas_size_range():
+    import selfies as sf
+
+    from archetool.data.selfies_tokens import SelfiesVocabulary
+
+    vocabulary = SelfiesVocabulary.build([sf.encoder(s) for s in SMILES])
+    sizes = sorted(Chem_heavy(s) for s in SMILES)
+    assert vocabulary.heavy_atoms == (int(np.percentile(sizes, 5, method="nearest")), int(np.percentile(sizes, 95, method="nearest")))
+    assert SelfiesVocabulary.from_state(vocabulary.state()) == vocabulary
+    old = {k: v for k, v in vocabulary.state().items() if k != "heavy_atoms"}  # saved before: no guard
+    assert SelfiesVocabulary.from_state(old).heavy_atoms is None
+
+
+def Chem_heavy(smiles):
+    from rdkit import Chem
+
+    return Chem.MolFromSmiles(smiles).GetNumHeavyAtoms()
+
+
+class _StubDecoder:
+    """generate: fixed candidate rows (4 per point); sequence_log_prob: fixed values."""
+
+    def __init__(self, tokens, logp):
+        self.tokens, self.logp = tokens, logp
+
+    def generate(self, condition, temperature, generator=None, first_allowed=None):
+        assert temperature > 0 and condition.shape[0] == 4 and (condition == condition[:1]).all()
+        point = int(condition[0, 0])
+        return self.tokens[4 * point : 4 * point + 4]
+
+    def sequence_log_prob(self, condition, tokens):
+        point = int(condition[0, 0])
+        return self.logp[4 * point : 4 * point + 4]
+
+
+def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_inside_it(monkeypatch):
+    import selfies as sf
+
+    from archetool.analysis import generation
+    from archetool.data.selfies_tokens import SelfiesVocabulary
+
+    monkeypatch.setattr(generation, "SIZE_GUARD_TRIES", 4)
+    candidates = ["C" * 12, "CC", "C" * 12, "CC",  # point 0: none inside 3-6 atoms -> its greedy decode stays
+                  "CCCC", "CC", "CCCCC", "CC"]     # point 1: CCCC and CCCCC inside; CCCCC the more likely of the two
+    symbols = sorted({t for s in candidates for t in sf.split_selfies(sf.encoder(s))})
+    vocabulary = SelfiesVocabulary(symbols, 12, (3, 6))
+    tokens = torch.from_numpy(vocabulary.encode([sf.encoder(s) for s in candidates]))
+    stub = _StubDecoder(tokens, torch.tensor([-1.0, -2.0, -3.0, -4.0, -9.0, -1.0, -5.0, -0.5]))
+    greedy = ["C" * 12, "C" * 14, "CCO"]  # 12 and 14 atoms: outside; CCO (3): inside, untouched
+    counts = [0, 0]
+    condition = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])  # the stub's point index in column 0
+    out = generation._hold_to_size_range(stub, condition, greedy, vocabulary, None, counts)
+    assert out == ["C" * 12, "CCCCC", "CCO"] and counts == [2, 1]
+    # the same point twice: drawn once, the same molecule (a decode depends on its point alone)
+    out = generation._hold_to_size_range(stub, condition[[1, 1]], ["C" * 14] * 2, vocabulary, None, [0, 0])
+    assert out == ["CCCCC", "CCCCC"]
+
+
+def test_target_returns_distinct_molecules_before_repeats(mol_model, monkeypatch):
+    from archetool.analysis import generation
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(mol_model)
+    goal = round(float(model.training_rows["pred_heat_capacity"].median()), 2)
+    value = {"CCO": goal, "CCC": goal + 1.0, "CCCC": goal + 2.0}
+    # every candidate decodes to one of three molecules, CCO (at the target) most often
+    monkeypatch.setattr(generation, "generate_smiles",
+                        lambda model, latent, labels=None, temperature=0.0: (["CCO"] * 8 + ["CCC", "CCCC"]) * (len(latent) // 10)
+                        + ["CCO"] * (len(latent) % 10))
+    monkeypatch.setattr(generation, "repredict",
+                        lambda model, smiles: pd.DataFrame({"repred_heat_capacity": [value[s] for s in smiles]}))
+    table = model.sample(5, target={"heat_capacity": goal}, seed=2)
+    assert sorted(set(table["smiles"])) == ["CCC", "CCCC", "CCO"]  # not five copies of the nearest one
+    assert table["distance"].is_monotonic_increasing and len(table) == 5

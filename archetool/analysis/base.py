@@ -135,6 +135,10 @@ class ModelAnalysis:
     def check_options(self, options) -> None:
         pass
 
+    def default_temperature(self, model) -> float:
+        """``sample``'s temperature when none is given."""
+        return 1.0
+
     def target_sample(self, model, n: int, target: dict, temperature: float = 1.0, rows=None) -> pd.DataFrame:
         """Targeted design needs a side head; class-conditioned models have none (deepaa overrides this)."""
         raise ArchetoolError(f"--target needs a model fitted with --side (deepaa); {model.directory or 'this model'} is "

@@ -34,11 +34,20 @@ def no_decoder_reason(model) -> str:
             "--decoder selfies to generate molecules)")
 
 
+#: greedy decodes outside the data's size range: the most likely of this many samples at this temperature inside it
+SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE = 16, 0.5
+
+
 def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None, temperature: float = 0.0,
                     batch_size: int = 2048) -> list[str | None]:
     """Latent points (m, d) [+ class ids (m,)] -> RDKit canonical SMILES (m) of decoded molecules.
 
-    ``temperature`` 0: greedy decoding; > 0: tokens sampled at that temperature (torch's global RNG).
+    ``temperature`` > 0: tokens sampled at that temperature (torch's global RNG). 0: greedy decoding (the most
+    likely token at each step), held to the data's size range: where the greedy molecule's heavy atoms fall
+    outside the training molecules' 5-95 % range (a language model's greedy decode can run on into a long
+    carbon chain), it is replaced by the most likely (total log-probability under the decoder) of
+    ``SIZE_GUARD_TRIES`` samples at temperature ``SIZE_GUARD_TEMPERATURE`` that lie inside it, drawn with a
+    fixed seed (greedy decodes stay reproducible); if none does, the greedy molecule stays. Logged.
     """
     import torch
 
@@ -49,14 +58,61 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     out: list[str | None] = []
     latent = np.asarray(latent, np.float32)
     first = torch.from_numpy(vocabulary.atom_mask())
+    guarded = [0, 0]
     with torch.no_grad():
         for start in range(0, len(latent), batch_size):
             z = torch.from_numpy(latent[start : start + batch_size]).to(model.device)
             lab = None if labels is None else torch.from_numpy(np.asarray(labels[start : start + batch_size], np.int64)).to(model.device)
-            tokens = module.sequence_decoder.generate(module.condition(z, lab), temperature=float(temperature),
-                                                      first_allowed=first)
-            out.extend(vocabulary.decode(tokens.cpu().numpy()))
+            condition = module.sequence_condition(z, lab)
+            tokens = module.sequence_decoder.generate(condition, temperature=float(temperature), first_allowed=first)
+            smiles = vocabulary.decode(tokens.cpu().numpy())
+            if temperature <= 0 and vocabulary.heavy_atoms is not None:
+                smiles = _hold_to_size_range(module.sequence_decoder, condition, smiles, vocabulary, first, guarded)
+            out.extend(smiles)
+    if guarded[0]:
+        lo, hi = vocabulary.heavy_atoms
+        log.info("%d of %d greedy decodes had a heavy-atom count outside the training molecules' 5-95 %% range (%d-%d); "
+                 "%d replaced by the most likely of %d samples at temperature %g inside it", guarded[0], len(latent),
+                 lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
     return out
+
+
+def heavy_atoms(smiles: str | None) -> int | None:
+    """RDKit heavy-atom count of a SMILES (None where it does not parse)."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return mol.GetNumHeavyAtoms() if mol is not None else None
+
+
+def _hold_to_size_range(decoder, condition, smiles: list[str | None], vocabulary, first, counts: list[int]) -> list[str | None]:
+    """Greedy decodes ``smiles`` (m) at ``condition`` (m, C): those outside ``vocabulary.heavy_atoms`` replaced as
+    :func:`generate_smiles` says; ``counts`` gets [outside, replaced] added."""
+    import torch
+
+    lo, hi = vocabulary.heavy_atoms
+    sizes = [heavy_atoms(s) for s in smiles]
+    outside = [i for i, n in enumerate(sizes) if n is None or not lo <= n <= hi]
+    if not outside:
+        return smiles
+    tries = SIZE_GUARD_TRIES
+    smiles = list(smiles)
+    counts[0] += len(outside)
+    chosen: dict[bytes, str | None] = {}  # one draw per distinct point, seeded alike: the result is the point's alone
+    for i in outside:
+        key = condition[i].cpu().numpy().tobytes()
+        if key not in chosen:
+            cond = condition[i : i + 1].repeat(tries, 1)
+            generator = torch.Generator(device=cond.device).manual_seed(0)
+            tokens = decoder.generate(cond, temperature=SIZE_GUARD_TEMPERATURE, generator=generator, first_allowed=first)
+            logp = decoder.sequence_log_prob(cond, tokens).cpu().numpy()
+            drawn = vocabulary.decode(tokens.cpu().numpy())
+            fits = [j for j in range(tries) if (n := heavy_atoms(drawn[j])) is not None and lo <= n <= hi]
+            chosen[key] = drawn[max(fits, key=lambda j: logp[j])] if fits else None
+        if chosen[key] is not None:
+            smiles[i] = chosen[key]
+            counts[1] += 1
+    return smiles
 
 
 def repredict(model, smiles: list[str | None]) -> pd.DataFrame:

@@ -508,7 +508,7 @@ def sample(
     archetype: Optional[str] = typer.Option(None, "--archetype", "-a", help="deepaa: sample near this archetype (a0, a1, ...)."),
     spread: float = typer.Option(0.2, "--spread", help="deepaa --archetype: 0 = at the archetype, 1 = anywhere in the simplex."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="deepaa: sample at this simplex point, w0,w1,... (>= 0, sum 1)."),
-    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy; default: 0.7 for deepaa models that generate molecules, else 1)."),
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
     target: Optional[list[str]] = typer.Option(None, "--target", metavar="SIDE=VALUE", help="deepaa: targeted design, SIDE=VALUE (repeatable): of 4 x N molecules decoded near the target, the N whose re-predicted value is nearest, ranked by that distance."),

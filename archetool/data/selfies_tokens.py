@@ -15,6 +15,7 @@ import numpy as np
 PAD, BOS, EOS = 0, 1, 2
 SPECIAL = ("<pad>", "<bos>", "<eos>")
 LENGTH_PERCENTILE = 99.5  # the decoder's default max_length: a longer tail costs epoch time, not coverage
+SIZE_PERCENTILES = (5, 95)  # the data's size range (heavy atoms) that greedy decodes are held to
 
 
 def canonical_smiles(smiles: str) -> str | None:
@@ -45,10 +46,13 @@ def to_selfies(smiles: str) -> tuple[str | None, str | None]:
 
 @dataclass
 class SelfiesVocabulary:
-    """symbols: the SELFIES symbols (token id = 3 + position); max_length: the most symbols in a training molecule."""
+    """symbols: the SELFIES symbols (token id = 3 + position); max_length: the most symbols in a training molecule;
+    heavy_atoms: (lo, hi), the 5th and 95th percentiles of the training molecules' heavy atoms (None: unknown, a
+    vocabulary saved before it)."""
 
     symbols: list[str]
     max_length: int
+    heavy_atoms: tuple[int, int] | None = None
 
     @classmethod
     def build(cls, selfies_strings: list[str], max_length: int | None = None,
@@ -60,7 +64,9 @@ class SelfiesVocabulary:
         if max_length is None:
             lengths = [len(tokens) for tokens in split]
             max_length = int(np.percentile(lengths, percentile, method="higher")) if lengths else 1
-        return cls(sorted(symbols), max(1, int(max_length)))
+        sizes = [heavy_atom_count(tokens) for tokens in split]
+        heavy = tuple(int(v) for v in np.percentile(sizes, SIZE_PERCENTILES, method="nearest")) if sizes else None
+        return cls(sorted(symbols), max(1, int(max_length)), heavy)
 
     @property
     def size(self) -> int:
@@ -78,11 +84,15 @@ class SelfiesVocabulary:
         return np.array([False] * len(SPECIAL) + atoms)
 
     def state(self) -> dict:
-        return {"kind": "selfies", "symbols": list(self.symbols), "max_length": int(self.max_length)}
+        out = {"kind": "selfies", "symbols": list(self.symbols), "max_length": int(self.max_length)}
+        if self.heavy_atoms is not None:
+            out["heavy_atoms"] = list(self.heavy_atoms)
+        return out
 
     @classmethod
     def from_state(cls, state: dict) -> "SelfiesVocabulary":
-        return cls(list(state["symbols"]), int(state["max_length"]))
+        heavy = state.get("heavy_atoms")
+        return cls(list(state["symbols"]), int(state["max_length"]), tuple(heavy) if heavy is not None else None)
 
     def encode(self, selfies_strings: list[str]) -> np.ndarray:
         """SELFIES strings -> int64 token array (n, max_length + 1); symbols not in the vocabulary are an error.
@@ -130,6 +140,22 @@ def split_all(selfies_strings: list[str]) -> list[list[str]]:
     import selfies as sf
 
     return [list(sf.split_selfies(s)) for s in selfies_strings]
+
+
+def heavy_atom_count(symbols: list[str]) -> int:
+    """Heavy atoms of a molecule given as its SELFIES symbols: the atom symbols, leaving out hydrogen ([H], [2H]),
+    the dot, the branch and ring symbols and the index symbols that follow them ([Branch2] and [Ring2]: two, ...)."""
+    import re
+
+    count, skip = 0, 0
+    for symbol in symbols:
+        if skip:
+            skip -= 1
+        elif "Branch" in symbol or "Ring" in symbol:
+            skip = int(symbol.rstrip("]")[-1])
+        elif symbol != "." and not re.match(r"\[[=#/\\]?\d*H(?![a-z])", symbol):
+            count += 1
+    return count
 
 
 def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:

@@ -83,11 +83,33 @@ class ArchetoolModule(nn.Module):
         """Latent points (n, latent_dim) [+ class ids (n,)] -> the sequence decoder's condition (n, condition_dim)."""
         return latent
 
+    def read_dim(self, read: str) -> int:
+        """Size of what :meth:`read_features` adds to the condition for a decoder ``read`` setting (see
+        ``sequence_decoder.READS``); ValueError for a reading this model cannot give."""
+        if read != "latent":
+            raise ValueError(f"decoder read {read!r} is not available for this model (only 'latent')")
+        return 0
+
+    def read_features(self, latent: torch.Tensor, read: str) -> torch.Tensor | None:
+        """Latent points (n, latent_dim) -> what the decoder reads beside :meth:`condition` (n, read_dim), or None."""
+        return None
+
+    def sequence_condition(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The sequence decoder's full condition (n, decoder condition_dim): :meth:`condition`, plus what its
+        ``read`` setting asks for, computed without gradient (the decoder does not pull on the main model)."""
+        condition = self.condition(latent, labels)
+        read = getattr(self.sequence_decoder, "read", "latent")
+        if read == "latent":
+            return condition
+        with torch.no_grad():
+            return torch.cat([condition, self.read_features(latent, read)], dim=-1)
+
     def attach_sequence_decoder(self, **settings) -> None:
-        """Add a SequenceDecoder (settings as in its constructor; ``condition_dim`` defaults to :attr:`condition_dim`)."""
+        """Add a SequenceDecoder (settings as in its constructor; ``condition_dim`` defaults to :attr:`condition_dim`
+        plus what its ``read`` setting adds)."""
         from archetool.models.sequence_decoder import SequenceDecoder
 
-        settings.setdefault("condition_dim", self.condition_dim)
+        settings.setdefault("condition_dim", self.condition_dim + self.read_dim(settings.get("read", "latent")))
         if settings.get("free_dim"):
             settings.setdefault("source_dim", self.n_features)
         self.sequence_decoder = SequenceDecoder(**settings)

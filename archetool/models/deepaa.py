@@ -222,6 +222,21 @@ class DeepAA(ArchetoolModule):
             return t.new_zeros(t.shape[0], 0)
         return self.side_head(t)
 
+    def read_dim(self, read: str) -> int:
+        """Condition size the decoder's ``read`` adds: "side" the side values, "decoded" also the features."""
+        if read == "latent":
+            return 0
+        if read == "side":
+            return self.n_side
+        if read == "decoded":
+            return self.n_features + self.n_side
+        return super().read_dim(read)
+
+    def read_features(self, latent: torch.Tensor, read: str) -> torch.Tensor | None:
+        """Latent t (n, d) -> [E[x | t] (n, p) for "decoded"], standardised side predictions (n, s)."""
+        parts = ([self.decode(latent)] if read == "decoded" else []) + [self.predict_side(latent)]
+        return torch.cat(parts, dim=-1)
+
     def archetype_loss(self, weights: torch.Tensor, batch_mix: torch.Tensor) -> torch.Tensor:
         """mean((Z - B·A·Z)²): the vertices rebuilt as convex mixtures of encoded samples."""
         return ((self.Z - batch_mix @ (weights @ self.Z)) ** 2).mean()
@@ -281,7 +296,7 @@ class DeepAA(ArchetoolModule):
             terms["side"] = side_nll
             loss = loss + self.side_weight * side_nll
         terms["loss"] = loss
-        return self.add_token_loss(terms, batch, t)
+        return self.add_token_loss(terms, batch, self.sequence_condition(t) if self.sequence_decoder is not None else t)
 
     condition_parts = ("condition_mu", "condition_sigma")
 

@@ -28,6 +28,13 @@ PAD, BOS, EOS = 0, 1, 2
 #: the simplex point (Pearson of pred_logp and RDKit logP over prior samples 0.13, against 0.79 without it).
 FIT_DEFAULTS = {"free_dim": 0}
 
+#: what the condition c holds: "latent" the latent point only; "side" the latent point and the side values the
+#: main model predicts there; "decoded" those and the main model's decoded features x̂(c) too (model space: the
+#: fingerprint bits and descriptors the latent point stands for). All are functions of the latent point, computed by
+#: the (detached) main model, so the decoder still reads only c; the richer forms give it the chemistry of c
+#: ready-made instead of asking a small map of 3 numbers to learn it.
+READS = ("latent", "side", "decoded")
+
 
 class SequenceDecoder(nn.Module):
     """vocab_size: token ids incl. the 3 special ones; max_length: symbols per molecule at most;
@@ -36,12 +43,16 @@ class SequenceDecoder(nn.Module):
     (0: none, the decoder reads c only); source_dim: size of x, which q(z | x) reads; free_beta: weight of
     KL(q(z|x) || p(z|c)) per molecule, against the token cross-entropy summed over the molecule;
     word_dropout: fraction of teacher-forced input tokens replaced by padding in training (makes the GRU lean
-    on c and z rather than on the previous token)."""
+    on c and z rather than on the previous token); read: what the main model hands over as c (see
+    :data:`READS`; the main model builds it, this module only records the choice)."""
 
     def __init__(self, vocab_size: int, max_length: int, condition_dim: int, embedding_dim: int = 32,
                  hidden_dim: int = 128, condition_width: int = 32, token_weight: float = 1.0, free_dim: int = 0,
-                 source_dim: int = 0, free_beta: float = 1.0, word_dropout: float = 0.0):
+                 source_dim: int = 0, free_beta: float = 1.0, word_dropout: float = 0.0, read: str = "latent"):
         super().__init__()
+        if read not in READS:
+            raise ValueError(f"unknown decoder read {read!r}; choose one of {', '.join(READS)}")
+        self.read = read
         self.vocab_size, self.max_length, self.condition_dim = int(vocab_size), int(max_length), int(condition_dim)
         self.embedding_dim, self.hidden_dim, self.condition_width = int(embedding_dim), int(hidden_dim), int(condition_width)
         self.token_weight = float(token_weight)
@@ -68,7 +79,8 @@ class SequenceDecoder(nn.Module):
         return dict(vocab_size=self.vocab_size, max_length=self.max_length, condition_dim=self.condition_dim,
                     embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim,
                     condition_width=self.condition_width, token_weight=self.token_weight, free_dim=self.free_dim,
-                    source_dim=self.source_dim, free_beta=self.free_beta, word_dropout=self.word_dropout)
+                    source_dim=self.source_dim, free_beta=self.free_beta, word_dropout=self.word_dropout,
+                    read=self.read)
 
     @staticmethod
     def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,6 +130,15 @@ class SequenceDecoder(nn.Module):
             return ce
         per_molecule = (tokens != PAD).sum(1).float().mean().clamp(min=1.0)
         return ce + self.free_beta * kl.mean() / per_molecule
+
+    @torch.no_grad()
+    def sequence_log_prob(self, condition: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Total log-probability (nats) of each token row under the decoder: c (m, C), tokens (m, L) as
+        :meth:`generate` returns them -> (m,). A free latent is taken at the mean of p(z | c)."""
+        free = self.free_prior(condition)[0] if self.free_dim else None
+        logits = self.logits(condition, tokens, free).float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return (logp * (tokens != PAD)).sum(1)
 
     @torch.no_grad()
     def generate(self, condition: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
