@@ -307,8 +307,9 @@ class DeepAA(ArchetoolModule):
         return {"condition_mu": enc["mu"], "condition_sigma": enc["sigma"]}
 
     def decoder_condition(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-        """t = mu + sigma·eps (n, d), eps ~ N(0, 1): the latent point ``loss_terms`` gives the decoder."""
-        return parts["condition_mu"] + parts["condition_sigma"] * torch.randn_like(parts["condition_sigma"])
+        """The decoder's condition at t = mu + sigma·eps (n, d), eps ~ N(0, 1), as ``loss_terms`` gives it (with
+        what the decoder's ``read`` setting adds: :meth:`sequence_condition`)."""
+        return self.sequence_condition(parts["condition_mu"] + parts["condition_sigma"] * torch.randn_like(parts["condition_sigma"]))
 
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
