@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--per-archetype", type=int, default=200)
     parser.add_argument("--time-pairs", type=int, default=1, help="with/without-decoder timing pairs (0: skip)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=100, help="fit epochs (early stopping may end sooner)")
+    parser.add_argument("--epochs", type=int, default=None, help="fit epochs (default: fit's, 100 or fewer for large data; early stopping may end sooner)")
     parser.add_argument("--quick", action="store_true", help="500 molecules, 300 samples, 50 per archetype, no timing")
     args = parser.parse_args()
     if args.quick:
