@@ -339,7 +339,7 @@ def fit(
     shared_dim: Optional[int] = typer.Option(None, "--shared-dim", help="nvae shared latent size."),
     hidden: Optional[str] = typer.Option(None, "--hidden", help="Hidden layer widths, e.g. 256,128."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training rows (default: 100, or fewer for large data: about 10,000 optimizer steps at most)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="Rows per step (default 128; on small tables smaller, not below 16, so that an epoch has at least 8 steps (deepaa) or 16 (nvae, svqvae))."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="Rows per step (default 128; on small tables smaller, not below 16, so that an epoch has at least 8 steps (deepaa, svqvae) or 16 (nvae))."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     final_lr: Optional[float] = typer.Option(None, "--final-lr-fraction", min=0.0, max=1.0,
                                              help="Last epoch's learning rate / --lr, cosine decay (default: the model's; deepaa 0.01, others 1 = constant)."),
