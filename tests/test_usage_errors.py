@@ -58,6 +58,9 @@ def test_parse_ks_accepts_the_documented_forms():
     (["embed", "model-dir"], "error: missing argument DATA (see 'archetool embed --help')"),
     (["info"], "error: missing argument MODEL (see 'archetool info --help')"),
     (["info", "a", "b"], "error: got unexpected extra argument(s) (b) (see 'archetool info --help')"),
+    (["interpolate", "m", "a0", "a1"], "error: got unexpected extra argument(s) (a0 a1); the endpoints are options: "
+                                       "archetool interpolate MODEL --start a0 --end a1 (see 'archetool interpolate --help')"),
+    (["sample", "m", "a0"], "choose with options, e.g. archetool sample MODEL --archetype a0, --label L or --target SIDE=VALUE"),
     (["fit", "{data}", "-q"], "error: -q: no such option of 'archetool fit'; -q goes before the command: archetool -q fit ..."),
     (["fitt"], "error: no such command 'fitt'; did you mean 'fit'? (see 'archetool --help')"),
 ])

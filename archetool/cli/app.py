@@ -74,7 +74,16 @@ def usage_error_line(err, args=None) -> str:
     else:
         what = err.message.rstrip(".").replace(". Did you mean", "; did you mean")
         what = what[:1].lower() + what[1:]
+        if what.startswith("got unexpected extra argument") and path.split()[-1] in EXTRA_ARGUMENT_HINTS:
+            what += f"; {EXTRA_ARGUMENT_HINTS[path.split()[-1]]}"
     return f"error: {' '.join(what.split())} (see '{path} --help')"
+
+
+#: what a user who typed extra positional arguments most likely meant, per command
+EXTRA_ARGUMENT_HINTS = {
+    "interpolate": "the endpoints are options: archetool interpolate MODEL --start a0 --end a1",
+    "sample": "choose with options, e.g. archetool sample MODEL --archetype a0, --label L or --target SIDE=VALUE",
+}
 
 
 def app_commands() -> list[str]:
