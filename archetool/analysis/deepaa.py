@@ -326,13 +326,11 @@ class DeepAAAnalysis(ModelAnalysis):
 
 def posterior_sd(module, x: np.ndarray, device, batch_size: int = 4096) -> float:
     """Median over rows and latent dimensions of the encoder's posterior sd sigma(x), x (n, p) in model space."""
-    sds = []
+    from archetool.models.base import map_rows
+
     module.eval()
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            chunk = torch.from_numpy(np.asarray(x[start : start + batch_size], np.float32)).to(device)
-            sds.append(module.encode(chunk)["sigma"].cpu().numpy())
-    return round(float(np.median(np.concatenate(sds))), 6) if sds else float(module.prior_scale)
+    sigma = map_rows(lambda chunk: {"sigma": module.encode(chunk)["sigma"]}, x, device, batch_size).get("sigma")
+    return round(float(np.median(sigma)), 6) if sigma is not None else float(module.prior_scale)
 
 
 def check_weights(weights, k: int) -> np.ndarray:

@@ -321,11 +321,9 @@ def generation_metrics(smiles: list[str | None], reference: Reference | None) ->
     validity = valid / generated; uniqueness = distinct valid / valid; novelty = distinct valid not among the
     reference molecules (the training molecules unless ``--reference`` names a set) / distinct valid; internal_diversity over the distinct valid molecules; mean heavy atoms.
     """
-    from rdkit import Chem
-
     valid = [s for s in smiles if s]
     unique = sorted(set(valid))
-    heavy = [Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in unique]
+    heavy = [heavy_atoms(s) for s in unique]
     out = {
         "generated": len(smiles),
         "valid": len(valid),

@@ -8,6 +8,7 @@ molecule's symbols, then the end token, then padding.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,18 +143,20 @@ def split_all(selfies_strings: list[str]) -> list[list[str]]:
     return [list(sf.split_selfies(s)) for s in selfies_strings]
 
 
+#: a SELFIES hydrogen atom symbol ([H], [2H], [=H] ...; not [Hg], [He])
+_HYDROGEN = re.compile(r"\[[=#/\\]?\d*H(?![a-z])")
+
+
 def heavy_atom_count(symbols: list[str]) -> int:
     """Heavy atoms of a molecule given as its SELFIES symbols: the atom symbols, leaving out hydrogen ([H], [2H]),
     the dot, the branch and ring symbols and the index symbols that follow them ([Branch2] and [Ring2]: two, ...)."""
-    import re
-
     count, skip = 0, 0
     for symbol in symbols:
         if skip:
             skip -= 1
         elif "Branch" in symbol or "Ring" in symbol:
             skip = int(symbol.rstrip("]")[-1])
-        elif symbol != "." and not re.match(r"\[[=#/\\]?\d*H(?![a-z])", symbol):
+        elif symbol != "." and not _HYDROGEN.match(symbol):
             count += 1
     return count
 

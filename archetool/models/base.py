@@ -12,12 +12,26 @@ Batch dict keys (whatever the model needs):
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from archetool.models.likelihoods import make_likelihood
+
+
+@torch.no_grad()
+def map_rows(fn: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: np.ndarray, device,
+             block: int = 2048) -> dict[str, np.ndarray]:
+    """``fn`` over model-space rows x (n, p) in blocks of ``block`` rows on ``device``: its tensors (rows, ...) as
+    float32 numpy arrays (n, ...), in row order ({} for no rows)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(x), block):
+        chunk = torch.as_tensor(np.ascontiguousarray(x[start : start + block]), dtype=torch.float32, device=device)
+        for key, value in fn(chunk).items():
+            parts.setdefault(key, []).append(value.float().cpu().numpy())
+    return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 class ArchetoolModule(nn.Module):

@@ -217,20 +217,13 @@ class DecoderStage(nn.Module):
         """``arrays`` (numpy, n rows) plus the frozen main model's :meth:`decoder_condition_parts` of every row
         (computed once, in blocks of ``block`` rows on the model's device), so that a step runs the decoder
         alone; unchanged for a model without them."""
-        import numpy as np
+        from archetool.models.base import map_rows
 
-        keys = tuple(getattr(self.main, "condition_parts", ()))
-        if not keys:
+        if not getattr(self.main, "condition_parts", ()):
             return arrays
         self.main.eval()
         device = next(self.main.parameters()).device
-        x = arrays["x"]
-        parts: dict[str, list] = {key: [] for key in keys}
-        for start in range(0, len(x), block):
-            xb = torch.as_tensor(np.ascontiguousarray(x[start : start + block]), dtype=torch.float32, device=device)
-            for key, value in self.main.decoder_condition_parts(xb).items():
-                parts[key].append(value.float().cpu().numpy())
-        return {**arrays, **{key: np.concatenate(parts[key]) for key in keys}}
+        return {**arrays, **map_rows(self.main.decoder_condition_parts, arrays["x"], device, block)}
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The decoder's token loss on the latent points the frozen main model gives (drawn as in its own
