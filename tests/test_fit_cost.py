@@ -68,7 +68,7 @@ def test_max_tokens_sends_long_molecules_to_the_loss_mask_and_the_count_to_the_l
     prep = json.loads((out / "preprocessing.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert prep["sequence"]["max_length"] == 3 and config["hparams"]["sequence_decoder"]["max_length"] == 3
-    history = pd.read_csv(out / "history.csv")
+    history = pd.read_csv(out / "decoder_history.csv")
     assert np.isfinite(history["val_tokens"]).all()
     assert len(pd.read_parquet(out / "training_rows.parquet")) == len(SMILES)  # long ones still train the encoder
     plain = run_cli("fit", smi_file, "--side", "heat_capacity", "--out", tmp_path / "p", *FIT)

@@ -189,14 +189,19 @@ def test_decoder_stage_trains_the_decoder_alone(mol_model):
     assert terms["loss"] is terms["tokens"] and all(p.grad is None for p in module.encoder.parameters())
 
 
-def test_decoder_epochs_zero_skips_the_stage(tmp_path):
+def test_decoder_epochs_zero_skips_the_stage_and_trains_the_decoder_jointly(tmp_path):
     import json
+
+    import pandas as pd
 
     path = tmp_path / "mols.smi"
     path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
     result = run_cli("fit", path, "--side", "heat_capacity", "--decoder-epochs", "0", "--out", tmp_path / "m", *FIT)
     assert result.exit_code == 0, result.output
     assert "decoder_epochs_run" not in json.loads((tmp_path / "m" / "config.json").read_text())["summary"]
+    assert not (tmp_path / "m" / "decoder_history.csv").exists()
+    history = pd.read_csv(tmp_path / "m" / "history.csv")  # no stage of its own: it trained beside the main model
+    assert history["val_tokens"].gt(0).all()
 
 
 @pytest.mark.parametrize("read, extra", [("latent", 0), ("side", 2), ("decoded", 6 + 2)])
@@ -343,3 +348,29 @@ def test_target_returns_distinct_molecules_before_repeats(mol_model, monkeypatch
     table = model.sample(5, target={"heat_capacity": goal}, seed=2)
     assert sorted(set(table["smiles"])) == ["CCC", "CCCC", "CCO"]  # not five copies of the nearest one
     assert table["distance"].is_monotonic_increasing and len(table) == 5
+
+
+def test_set_decoder_settings_reach_the_decoder_and_a_wrong_one_is_one_line(tmp_path, mol_model):
+    import json
+
+    from archetool.models.sequence_decoder import FIT_DEFAULTS
+
+    assert json.loads((mol_model / "config.json").read_text())["hparams"]["sequence_decoder"]["hidden_dim"] == \
+        FIT_DEFAULTS["hidden_dim"] == 256
+    path = tmp_path / "mols.smi"
+    path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
+    result = run_cli("fit", path, "--side", "heat_capacity", "--set", "decoder.hidden_dim=24", "--decoder-epochs", "1",
+                     "--out", tmp_path / "m", *FIT)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["hparams"]["sequence_decoder"]["hidden_dim"] == 24
+    bad = run_cli("fit", path, "--set", "decoder.hidden=24", "--out", tmp_path / "b", *FIT)
+    assert bad.exit_code != 0 and bad.stderr.strip() == (
+        "error: unknown decoder setting 'hidden' (--set decoder.hidden=...); choose from embedding_dim, hidden_dim, "
+        "condition_width, token_weight, free_dim, free_beta, word_dropout, read")
+    table = tmp_path / "t.csv"
+    table.write_text("id,a,b\n" + "".join(f"r{i},{i % 7},{i % 5}\n" for i in range(40)))
+    none = run_cli("fit", table, "--set", "decoder.hidden_dim=24", "--out", tmp_path / "t", *FIT)
+    errors = [line for line in none.stderr.splitlines() if line.startswith("error:")]
+    assert none.exit_code != 0 and len(errors) == 1 and "Traceback" not in none.stderr
+    assert "decoder settings (hidden_dim) apply to a molecule model's sequence decoder" in errors[0]
+    assert not (tmp_path / "b").exists() and not (tmp_path / "t" / "config.json").exists()

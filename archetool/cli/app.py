@@ -371,9 +371,9 @@ def fit(
     descriptors: bool = typer.Option(True, "--descriptors/--no-descriptors", help="Add RDKit 2D descriptors to the fingerprint bits."),
     likelihood: Optional[str] = typer.Option(None, "--likelihood", help="gaussian | bernoulli | nb (raw counts: negative binomial with per-cell library size; default: from the features)."),
     prior: Optional[str] = typer.Option(None, "--prior", help="deepaa prior: normal | dirichlet."),
-    settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
+    settings: List[str] = typer.Option([], "--set", help="Other model hyper-parameters, KEY=VALUE (repeatable); decoder.KEY=VALUE sets the molecule decoder's (e.g. decoder.hidden_dim=384)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="Molecules: selfies (generate new molecules; the default for molecule data) | none."),
-    decoder_epochs: Optional[int] = typer.Option(None, "--decoder-epochs", min=0, help="Molecules: epochs of the second stage, the decoder trained on alone (default: as many as --epochs; 0: none)."),
+    decoder_epochs: Optional[int] = typer.Option(None, "--decoder-epochs", min=0, help="Molecules: epochs of the second stage, in which the decoder trains alone on the frozen model (default: as many as --epochs; 0: no such stage, the decoder trains beside the main model)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     sweep_seeds: int = typer.Option(3, "--sweep-seeds", min=1, help="With a range of --k: seeds fitted per k (mean and sd plotted)."),
     split: str = typer.Option("random", "--split", help="Validation split: random (stratified by --label) | scaffold (molecules: whole Bemis-Murcko scaffolds held out)."),
@@ -397,6 +397,7 @@ def fit(
 
     ks = _parse_ks(k)
     model_options = _parse_settings(settings)
+    decoder_options = {key.split(".", 1)[1]: model_options.pop(key) for key in list(model_options) if key.startswith("decoder.")}
     if prior is not None:
         model_options["prior"] = prior
     hidden_widths = _parse_hidden(hidden) if hidden else None
@@ -407,7 +408,7 @@ def fit(
         device=device, resume=resume, drop_missing=drop_missing, strict_classes=strict_classes, layer=layer, sep=_parse_sep(sep),
         id_column=id_column, smiles_column=smiles_column, radius=radius, n_bits=n_bits, counts=counts,
         descriptors=descriptors, likelihood=likelihood, model_options=model_options, progress_bar=progress,
-        decoder=decoder, decoder_epochs=decoder_epochs, split=split, jobs=jobs, descriptor_set=descriptor_set,
+        decoder=decoder, decoder_options=decoder_options, decoder_epochs=decoder_epochs, split=split, jobs=jobs, descriptor_set=descriptor_set,
         max_tokens=max_tokens, threads=threads,
         na_values=_parse_na_values(na_values), overwrite=overwrite, data_label=STDIN_NAME if from_stdin else None,
     )
