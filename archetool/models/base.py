@@ -131,7 +131,8 @@ class ArchetoolModule(nn.Module):
     def add_token_loss(self, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                        condition: torch.Tensor) -> dict[str, torch.Tensor]:
         """Add the "tokens" term (mean token cross-entropy, teacher forcing) to ``terms`` and its weighted value
-        to ``terms["loss"]`` when the module has a sequence decoder and the batch has "tokens".
+        to ``terms["loss"]`` when the module has a sequence decoder and the batch has "tokens" (``fit`` leaves them
+        out of the main fit's batches unless ``--decoder-epochs 0``: the decoder then trains in its own stage).
 
         The condition is detached: the token decoder learns to read the latent space the encoder, the
         reconstruction and the side term shape, and does not pull on them (their results stay as without it).

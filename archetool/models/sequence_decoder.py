@@ -197,12 +197,13 @@ class SequenceDecoder(nn.Module):
 class DecoderStage(nn.Module):
     """The sequence decoder of a trained model, trained on its own (the model's second training stage).
 
-    The decoder's condition and features are detached in the joint fit, so the decoder is a separate model of
-    the (fixed) latent points; in the joint fit it gets few steps at a learning rate that decays with the main
-    model's, on latent points that still move, and ends under-trained (a language model whose greedy decode is
-    a carbon chain wherever it is asked). This stage trains it on with the main model frozen (eval mode, no
-    gradient, not among this module's parameters), through the same training loop, and its validation loss is
-    the decoder's own, so early stopping and the best epoch are chosen on it. Its ``state_dict`` is the decoder's.
+    The decoder's condition and features are detached, so the decoder is a separate model of the (fixed) latent
+    points. Trained beside the main model (``fit --decoder-epochs 0``) it gets few steps at a learning rate that
+    decays with the main model's, on latent points that still move, and ends under-trained (a language model whose
+    greedy decode is a carbon chain wherever it is asked), while making each main step ~7x dearer. By default it
+    trains only here, from its initial weights, with the main model frozen (eval mode, no gradient, not among this
+    module's parameters), through the same training loop; the validation loss is the decoder's own, so early
+    stopping and the best epoch are chosen on it. Its ``state_dict`` is the decoder's.
     """
 
     def __init__(self, module: nn.Module):
