@@ -36,6 +36,7 @@ Run from the repository root:  nice -n 10 .venv/bin/python benchmarks/molecule_g
 from __future__ import annotations
 
 import argparse
+import json
 import importlib.util
 import sys
 import tempfile
@@ -118,7 +119,7 @@ def main() -> None:
                         help="qm9: the issue-11 benchmark; moses / nci: drug-like molecules (issue 18), side RDKit logP")
     parser.add_argument("--moses-dir", default=str(MOSES_DIR), help="folder with MOSES's train/test CSVs and *_stats.npz")
     parser.add_argument("--temperature", type=float, default=None, help="moses/nci: sampling temperature (default: the model's, 0.7)")
-    parser.add_argument("--decoder-options", default="{}", help="moses/nci: JSON of SequenceDecoder settings for the fit, e.g. '{\"read\": \"latent\"}'")
+    parser.add_argument("--decoder-options", default="{}", help="JSON of SequenceDecoder settings for the fits, e.g. '{\"hidden_dim\": 128}'")
     parser.add_argument("--target-n", type=int, default=500, help="moses/nci: molecules per design target")
     parser.add_argument("--model", default=None, help="moses/nci: a model directory fitted by an earlier run of this benchmark (same data options): evaluate it, do not fit")
     parser.add_argument("--decoder-epochs", type=int, default=None, help="moses/nci: epochs of the decoder stage (default: --epochs)")
@@ -159,7 +160,8 @@ def main() -> None:
 
     # 1. quality from the prior ------------------------------------------------------------------
     t0 = time.perf_counter()
-    model = fit(table, work / "deepaa", side=["tpsa"], k=4, seed=0, epochs=args.epochs)
+    model = fit(table, work / "deepaa", side=["tpsa"], k=4, seed=0, epochs=args.epochs,
+                decoder_options=json.loads(args.decoder_options))
     fit_s = time.perf_counter() - t0
     summary = model.config["summary"]
     prior = model.sample(args.samples, seed=1)
@@ -218,7 +220,8 @@ def main() -> None:
     # 4. nvae classes ----------------------------------------------------------------------------
     from rdkit import Chem
 
-    nvae = fit(table, work / "nvae", model="nvae", label="hetero", seed=0, epochs=args.epochs)
+    nvae = fit(table, work / "nvae", model="nvae", label="hetero", seed=0, epochs=args.epochs,
+               decoder_options=json.loads(args.decoder_options))
     cls_rows = []
     freq = train["hetero"].value_counts(normalize=True)
     for c in sorted(train["hetero"].unique()):
@@ -242,7 +245,6 @@ def main() -> None:
                 r = run_timed([*archetool_cmd(), "fit", str(REPO / "sample_data" / "molecules.smi"), "--side", "heat_capacity",
                                "--decoder", decoder, "--out", str(out), "--no-progress"],
                               env={"OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO)})
-                import json
 
                 summ = json.loads((out / "config.json").read_text())["summary"]
                 times[decoder].append((r["wall_s"], r["cpu_s"], r["load_before"], summ["epochs_run"],
@@ -375,7 +377,6 @@ def main_druglike(args) -> None:
         fit_s = model.config["summary"]["seconds"]
         lines.append(f"Model fitted by an earlier run of this benchmark ({args.model}), evaluated again by this run.\n")
     else:
-        import json
 
         model = fit(table, work / "deepaa", side=["logp"], k=4, seed=0, epochs=args.epochs, jobs=1, decoder_epochs=args.decoder_epochs,
                     decoder_options=json.loads(args.decoder_options))
