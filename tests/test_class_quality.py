@@ -114,6 +114,7 @@ def test_old_configs_keep_their_training_behaviour():
     assert NVAE(4, 3).class_dim == 2 and NVAE(4, 12).class_dim == 8  # the new default: K - 1, at most 8
     sv = SVQVAE.from_hparams({"n_features": 4, "n_classes": 3})
     assert sv.temperature is None and sv.code_init == "random" and sv.ce_weight == 0.0  # T = 1, no softmax term
+    assert sv.weight_decay == 0.0 and sv.hold_fraction == 0.0 and sv.optimizer_groups() is None  # plain Adam, no hold
     out = sv.eval().embed(torch.randn(5, 4))
     assert torch.allclose(out["probs"], (-out["distances"] ** 2).softmax(1), atol=1e-5)
 
@@ -219,6 +220,59 @@ def test_svqvae_softmax_term_is_the_cross_entropy_over_code_distances():
     assert "ce" not in SVQVAE(5, 3, ce_weight=0.0).loss_terms({"x": x, "label": y})
     with pytest.raises(ValueError, match="ce_weight"):
         SVQVAE(5, 3, ce_weight=-1)
+
+
+def test_svqvae_small_table_settings():
+    """Few rows per class (< 10 per class): decoupled weight decay on the encoder's weight matrices only, and early
+    stopping held for the first half of the run; other tables keep plain Adam and the margin warm-up alone."""
+    from archetool.models.svqvae import auto_small_table, few_rows_per_class
+    from archetool.training.loop import TrainConfig, make_adam
+
+    assert few_rows_per_class(301, 60) and not few_rows_per_class(700, 10) and not few_rows_per_class(600, 60)
+    assert auto_small_table(301, 60) == {"weight_decay": 0.1, "hold_fraction": 0.5}
+    assert auto_small_table(700, 10) == {"weight_decay": 0.0, "hold_fraction": 0.0}
+    plain = SVQVAE(6, 3, hidden=(8,))
+    assert plain.weight_decay == 0.0 and plain.hold_fraction == 0.0 and plain.optimizer_groups() is None
+    assert type(make_adam(plain, TrainConfig())) is torch.optim.Adam
+    assert plain.annealing_epochs(100) == 20  # the margin warm-up
+    small = SVQVAE(6, 3, hidden=(8,), weight_decay=0.1, hold_fraction=0.5)
+    assert small.annealing_epochs(100) == 50 and small.margin_epochs(100) == 20
+    small.on_epoch_start(20, 100)
+    assert small.margin_scale == 1.0  # the margin warm-up is unchanged by the hold
+    opt = make_adam(small, TrainConfig())
+    assert type(opt) is torch.optim.AdamW
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(small.encoder[0].weight), id(small.encoder[3].weight)}  # the encoder's two Linear weights
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(small.parameters()))
+    # one step on a zero loss: only the decayed weights move, by lr * weight_decay of themselves
+    before = {n: p.detach().clone() for n, p in small.named_parameters()}
+    for p in small.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in small.named_parameters():
+        expected = before[n] * (1 - 1e-3 * 0.1) if id(p) in decayed else before[n]
+        assert torch.allclose(p.detach(), expected, atol=1e-7), n
+    with pytest.raises(ValueError, match="weight_decay"):
+        SVQVAE(6, 3, weight_decay=-1)
+    with pytest.raises(ValueError, match="hold_fraction"):
+        SVQVAE(6, 3, hold_fraction=1.0)
+
+
+def test_svqvae_fit_resolves_the_small_table_settings(tmp_path):
+    """fit stores the rule's numbers (so a saved model never depends on it); a given value wins."""
+    import numpy as np
+    import pandas as pd
+
+    import archetool
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 5)), columns=[f"g{i}" for i in range(5)])
+    frame["cls"] = np.repeat(list("abcdefgh"), 5)  # 5 rows per class
+    m = archetool.fit(frame, model="svqvae", label="cls", out=str(tmp_path / "a"), epochs=4, device="cpu", verbose=False)
+    assert m.config["hparams"]["weight_decay"] == 0.1 and m.config["hparams"]["hold_fraction"] == 0.5
+    m = archetool.fit(frame, model="svqvae", label="cls", out=str(tmp_path / "b"), epochs=4, device="cpu", verbose=False,
+                      model_options={"weight_decay": 0.0})
+    assert m.config["hparams"]["weight_decay"] == 0.0 and m.config["hparams"]["hold_fraction"] == 0.5
 
 
 def test_nvae_matches_logistic_regression_on_the_lincs_plate(tmp_path):

@@ -198,7 +198,8 @@ def test_hparams_round_trip():
     assert h == {"n_features": 5, "n_classes": 4, "code_dim": 3, "hidden": [8, 6],
                  "likelihood": "bernoulli", "beta": 0.5, "alpha": 0.2, "repulsion": "unbounded",
                  "margin": 2.0, "recon_weight": 0.5, "input_dropout": 0.2, "margin_warmup": 20, "dropout": 0.1,
-                 "temperature": None, "code_init": "centroids", "ce_weight": 1.0}
+                 "temperature": None, "code_init": "centroids", "ce_weight": 1.0, "weight_decay": 0.0,
+                 "hold_fraction": 0.0}
     m2 = SVQVAE(**h)
     m2.load_state_dict(m.state_dict())
     m.eval(), m2.eval()

@@ -83,8 +83,12 @@ class SVQVAEAnalysis(ModelAnalysis):
             hp["code_dim"] = int(options.latent_dim)
         if options.hidden:
             hp["hidden"] = list(options.hidden)
-        hp.update(options.model_options)
-        from archetool.models.svqvae import SVQVAE
+        from archetool.models.svqvae import SVQVAE, auto_small_table
+
+        # weight decay and early-stopping hold from the rows per class (both 0 unless the table has few rows per class)
+        n_rows = len(data.label) if data.label is not None else len(data.x)
+        hp.update(auto_small_table(n_rows, len(prep.classes)))
+        hp.update({k: v for k, v in options.model_options.items() if v is not None or k not in ("weight_decay", "hold_fraction")})
 
         try:  # store the resolved values (code_dim, recon_weight), so a saved model never depends on defaults
             return SVQVAE(**hp).hparams()

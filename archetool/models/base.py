@@ -190,6 +190,11 @@ class ArchetoolModule(nn.Module):
         """Epochs during which a schedule still changes the loss; early stopping ignores them."""
         return 0
 
+    def optimizer_groups(self) -> list[dict] | None:
+        """Parameter groups with their own settings for the optimizer (e.g. {"params": [...], "weight_decay": w},
+        decoupled weight decay as in AdamW), or None (default): one group, the training config's settings."""
+        return None
+
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Validation metrics on a held-out batch, summed over rows (the loop divides by n).

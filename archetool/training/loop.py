@@ -276,7 +276,16 @@ def evaluate(module: ArchetoolModule, tensors: dict[str, torch.Tensor], batch_si
 def make_adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one for the device (one pass over all parameters: on the
     CPU 0.9 ms a step against 6.1 ms for the per-parameter loop, deepaa on 2,167 molecule features, 1.3M
-    parameters); else the default implementation."""
+    parameters); else the default implementation.
+
+    A module whose ``optimizer_groups()`` gives parameter groups (and no ``config.weight_decay``) gets AdamW on
+    them: decoupled weight decay per group (AdamW with weight decay 0 takes the same steps as Adam)."""
+    groups = module.optimizer_groups() if hasattr(module, "optimizer_groups") and not config.weight_decay else None
+    if groups:
+        try:
+            return torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0, fused=True)
+        except (RuntimeError, ValueError, TypeError):
+            return torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)
     try:
         return torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError):
