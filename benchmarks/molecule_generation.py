@@ -36,8 +36,8 @@ Run from the repository root:  nice -n 10 .venv/bin/python benchmarks/molecule_g
 from __future__ import annotations
 
 import argparse
-import json
 import importlib.util
+import json
 import sys
 import tempfile
 import time

@@ -281,15 +281,12 @@ def make_adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
     A module whose ``optimizer_groups()`` gives parameter groups (and no ``config.weight_decay``) gets AdamW on
     them: decoupled weight decay per group (AdamW with weight decay 0 takes the same steps as Adam)."""
     groups = module.optimizer_groups() if hasattr(module, "optimizer_groups") and not config.weight_decay else None
-    if groups:
-        try:
-            return torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0, fused=True)
-        except (RuntimeError, ValueError, TypeError):
-            return torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)
+    kind, params, decay = ((torch.optim.AdamW, groups, 0.0) if groups
+                           else (torch.optim.Adam, list(module.parameters()), config.weight_decay))
     try:
-        return torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        return kind(params, lr=config.lr, weight_decay=decay, fused=True)
     except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return kind(params, lr=config.lr, weight_decay=decay)
 
 
 BUCKET_POOL = 32  # batches per run sorted by length: a run of 4,096 rows at batch 128
