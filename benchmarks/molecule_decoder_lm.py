@@ -71,10 +71,12 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=29)
     ap.add_argument("--variants", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--samples", type=int, default=5000)
     ap.add_argument("--moses-dir", type=Path, default=MOSES_DIR)
+    ap.add_argument("--save", type=Path, help="write the trained decoder's state_dict here")
     args = ap.parse_args()
 
     from rdkit import Chem, RDLogger
@@ -88,7 +90,8 @@ def main() -> None:
     n_val = len(smiles) // 10
     order = np.random.default_rng(0).permutation(len(smiles))
     val, train = order[:n_val], order[n_val:]
-    decoder = SequenceDecoder(vocabulary.size, vocabulary.max_length, 1, hidden_dim=args.hidden)
+    decoder = SequenceDecoder(vocabulary.size, vocabulary.max_length, 1, hidden_dim=args.hidden,
+                              dropout=args.dropout)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
     steps = args.epochs * (len(train) // args.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.1 ** (step / steps))
@@ -113,13 +116,15 @@ def main() -> None:
                                       for c in np.array_split(val, 10)]))
         history.append({"epoch": epoch + 1, "train": float(np.mean(total)), "val": val_loss, "s": time.perf_counter() - tic})
         print(json.dumps(history[-1]), file=sys.stderr, flush=True)
+    if args.save:
+        torch.save(decoder.state_dict(), args.save)
     fcd = FCD(args.moses_dir)
-    row = {"molecules": args.molecules, "hidden": args.hidden, "epochs": args.epochs, "variants": args.variants,
+    row = {"molecules": args.molecules, "hidden": args.hidden, "dropout": args.dropout, "epochs": args.epochs, "variants": args.variants,
            "fallbacks": fallbacks, "lr": args.lr, "train s": round(sum(h["s"] for h in history)),
            "best val tokens": round(min(h["val"] for h in history), 4), "last train tokens": round(history[-1]["train"], 4)}
     generator = torch.Generator().manual_seed(11)
     known = {Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in smiles}
-    for temperature in (0.7, 1.0):
+    for temperature in (0.6, 0.7, 0.8, 1.0):
         out = decoder.generate(torch.zeros(args.samples, 1), temperature=temperature, generator=generator,
                                first_allowed=torch.from_numpy(vocabulary.atom_mask()))
         generated = [s for s in vocabulary.decode(out.numpy()) if s]

@@ -48,11 +48,13 @@ class SequenceDecoder(nn.Module):
     KL(q(z|x) || p(z|c)) per molecule, against the token cross-entropy summed over the molecule;
     word_dropout: fraction of teacher-forced input tokens replaced by padding in training (makes the GRU lean
     on c and z rather than on the previous token); read: what the main model hands over as c (see
-    :data:`READS`; the main model builds it, this module only records the choice)."""
+    :data:`READS`; the main model builds it, this module only records the choice); dropout: fraction of the token
+    embeddings' and the GRU outputs' units zeroed in training (regularises a GRU that over-fits)."""
 
     def __init__(self, vocab_size: int, max_length: int, condition_dim: int, embedding_dim: int = 32,
                  hidden_dim: int = 128, condition_width: int = 32, token_weight: float = 1.0, free_dim: int = 0,
-                 source_dim: int = 0, free_beta: float = 1.0, word_dropout: float = 0.0, read: str = "latent"):
+                 source_dim: int = 0, free_beta: float = 1.0, word_dropout: float = 0.0, read: str = "latent",
+                 dropout: float = 0.0):
         super().__init__()
         if read not in READS:
             raise ValueError(f"unknown decoder read {read!r}; choose one of {', '.join(READS)}")
@@ -61,7 +63,7 @@ class SequenceDecoder(nn.Module):
         self.embedding_dim, self.hidden_dim, self.condition_width = int(embedding_dim), int(hidden_dim), int(condition_width)
         self.token_weight = float(token_weight)
         self.free_dim, self.source_dim = int(free_dim), int(source_dim)
-        self.free_beta, self.word_dropout = float(free_beta), float(word_dropout)
+        self.free_beta, self.word_dropout, self.dropout = float(free_beta), float(word_dropout), float(dropout)
         if self.free_dim and not self.source_dim:
             raise ValueError("a free latent (free_dim > 0) needs source_dim, the size of the features q(z | x) reads")
         width = self.condition_width + (self.hidden_dim if self.free_dim else 0)
@@ -84,7 +86,7 @@ class SequenceDecoder(nn.Module):
                     embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim,
                     condition_width=self.condition_width, token_weight=self.token_weight, free_dim=self.free_dim,
                     source_dim=self.source_dim, free_beta=self.free_beta, word_dropout=self.word_dropout,
-                    read=self.read)
+                    read=self.read, dropout=self.dropout)
 
     @staticmethod
     def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,9 +112,10 @@ class SequenceDecoder(nn.Module):
             drop = torch.rand(previous.shape, device=previous.device) < self.word_dropout
             drop[:, 0] = False
             previous = previous.masked_fill(drop, PAD)
-        steps = torch.cat([self.embedding(previous), cond.unsqueeze(1).expand(-1, tokens.shape[1], -1)], dim=-1)
+        embedded = F.dropout(self.embedding(previous), self.dropout, self.training)
+        steps = torch.cat([embedded, cond.unsqueeze(1).expand(-1, tokens.shape[1], -1)], dim=-1)
         out, _ = self.gru(steps, h0)
-        return self.head(out)
+        return self.head(F.dropout(out, self.dropout, self.training))
 
     def loss(self, condition: torch.Tensor, tokens: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """Mean cross-entropy (nats) per token over the non-padding positions (symbols and the end token); with a
