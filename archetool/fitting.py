@@ -73,6 +73,9 @@ class FitOptions:
     max_tokens: the sequence decoder's longest molecule in SELFIES symbols (None: the data's 99.5th
     percentile); longer molecules train the encoder and side head but not the decoder.
     threads: torch CPU threads (None: :func:`archetool.threads.default_threads`).
+    refit: after early stopping has chosen the epoch, train a fresh model on every row (validation rows included)
+    for that many epochs and keep it; the held-out figures (``val_*``) and calibration are those of the model before
+    it. None: on for nvae and svqvae on tables with fewer than 10 rows per class (:func:`wants_refit`).
     """
 
     data: object
@@ -122,6 +125,7 @@ class FitOptions:
     data_label: str | None = None
     max_tokens: int | None = None
     threads: int | None = None
+    refit: bool | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -174,9 +178,11 @@ def fit(options: FitOptions):
 
 
 #: what ``fit`` writes into a model directory beside the model files (a refit removes them all first)
-FIT_OUTPUTS = ("rejects.csv", "decoder_history.csv")
+FIT_OUTPUTS = ("rejects.csv", "decoder_history.csv", "refit_history.csv")
 #: the decoder stage's history (one row per epoch: train/val token loss, seconds), beside history.csv
 DECODER_HISTORY = "decoder_history.csv"
+#: the refit's history (one row per epoch: training loss terms, seconds; ``fit --refit``), beside history.csv
+REFIT_HISTORY = "refit_history.csv"
 #: what later commands write into it by default (``archetypes``): results of the model they were made from
 DERIVED_OUTPUTS = ("archetypes",)
 
@@ -292,10 +298,18 @@ def _fit(options: FitOptions, out: Path):
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups)
+    held_out, refit = None, None
+    if wants_refit(options, data) and result.best_epoch > 0 and len(result.val_index):
+        # the held-out figures and calibration come from the model that never saw the validation rows
+        held_out = model_adapter.held_out_summary(ArchetoolModel(module.cpu(), prep, {}), data, result.val_index)
+        refitted, refit = _refit_all_rows(options, hparams, data, prep, config, result, device, dist_info, out)
+        model_adapter.carry_calibration(module, refitted)
+        module = refitted
     decoder_result = _train_decoder(options, module, data, config, device, dist_info, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
-    split[result.val_index] = "val"
+    if refit is None:  # (after a refit every row trained the kept model)
+        split[result.val_index] = "val"
     outputs = model.transform(data.x)
     rows = model.embedding_frame(data.ids, outputs)
     rows.insert(1, "split", split)
@@ -314,7 +328,11 @@ def _fit(options: FitOptions, out: Path):
                         "decoder_val_tokens": round(float(decoder_result.best_val), 4)})
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
-    summary.update(model_adapter.summary(model, data, result.val_index))
+    if refit is None:
+        summary.update(model_adapter.summary(model, data, result.val_index))
+    else:  # val_* are the figures of the model before the refit on its validation rows
+        summary.update({"refit_rows": int(len(data.ids)), "refit_epochs": len(refit.history),
+                        **model_adapter.fit_summary(model, data), **held_out})
     from archetool.shift import shift_reference
 
     prep.reference = shift_reference(data.x, prep.likelihood)  # for embed's distribution-shift warning
@@ -334,11 +352,13 @@ def _fit(options: FitOptions, out: Path):
     }
     if dist_info.is_main:
         model.save(out)
-        if decoder_result is not None and decoder_result.history:
-            from archetool.io_tables import write_table
-            import pandas as pd
+        import pandas as pd
 
-            write_table(pd.DataFrame(decoder_result.history), out / DECODER_HISTORY)
+        from archetool.io_tables import write_table
+
+        for stage, name in ((decoder_result, DECODER_HISTORY), (refit, REFIT_HISTORY)):
+            if stage is not None and stage.history:
+                write_table(pd.DataFrame(stage.history), out / name)
         log.info("saved %s model to %s (%s)", options.model, out,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items() if k.startswith("val_")))
     barrier()
@@ -491,7 +511,7 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
     from archetool.model import CHECKPOINT
     from archetool.models import build_model, model_class
     from archetool.progress import EpochReporter
-    from archetool.training.loop import NonFiniteTraining, TrainConfig, train
+    from archetool.training.loop import TrainConfig
 
     module_class = model_class(options.model)
     config = TrainConfig(
@@ -532,23 +552,8 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
                 if retune is not None:
                     retune()
                 reporter(record if n_restarts == 1 else {**record, "restart": r + 1})
-            try:
-                result = train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint,
-                               resume=options.resume, on_epoch_end=on_epoch_end, groups=groups)
-            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM turned into one by the CLI
-                import signal
-
-                kept = _checkpoint_epoch(checkpoint) if done_epochs[0] and checkpoint.exists() else 0
-                # the epoch in progress is the one after the checkpoint's (resume reruns it)
-                raise FitInterrupted(getattr(err, "signum", signal.SIGINT), kept + 1, options.epochs, kept,
-                                     checkpoint, r + 1, n_restarts) from None
-            except NonFiniteTraining as err:  # nothing is saved: fit() never reaches model.save
-                raise _nonfinite_error(err, options, data, prep, out, checkpoint) from None
-            except RuntimeError as err:
-                if "size mismatch" in str(err) or "Missing key" in str(err):
-                    raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
-                                         "use the same options as the interrupted run, or drop --resume") from None
-                raise
+            result = _guarded_train(module, arrays, config, device, dist_info, checkpoint, on_epoch_end, groups,
+                                    options, data, prep, out, done_epochs, (r + 1, n_restarts))
             result.restart = r
             summaries.append({"restart": r + 1, "init_seed": options.seed + r,
                               "best_val_loss": result.best_val if np.isfinite(result.best_val) else None,
@@ -559,6 +564,79 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
             if best is None or result.best_val < best[1].best_val:
                 best = (module, result)
     return (*best, config, summaries)
+
+
+def _guarded_train(module, arrays, config, device, dist_info, checkpoint: Path, on_epoch_end, groups, options: FitOptions,
+                   data, prep, out: Path, done_epochs: list, run: tuple[int, int]):
+    """:func:`archetool.training.loop.train` with a fit's failures turned into one-line errors: Ctrl-C or SIGTERM
+    into :class:`FitInterrupted` (naming the checkpoint kept), non-finite training into the culprit rows' message,
+    a checkpoint of other options under ``--resume`` into a line saying so. ``run``: (this run, runs) for messages;
+    ``done_epochs[0]``: epochs finished (on_epoch_end keeps it)."""
+    from archetool.training.loop import NonFiniteTraining, train
+
+    try:
+        return train(module, arrays, config, device, dist_info, checkpoint_path=checkpoint, resume=options.resume,
+                     on_epoch_end=on_epoch_end, groups=groups)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM turned into one by the CLI
+        import signal
+
+        kept = _checkpoint_epoch(checkpoint) if done_epochs[0] and checkpoint.exists() else 0
+        # the epoch in progress is the one after the checkpoint's (resume reruns it)
+        raise FitInterrupted(getattr(err, "signum", signal.SIGINT), kept + 1, options.epochs, kept, checkpoint,
+                             *run) from None
+    except NonFiniteTraining as err:  # nothing is saved: fit() never reaches model.save
+        raise _nonfinite_error(err, options, data, prep, out, checkpoint) from None
+    except RuntimeError as err:
+        if "size mismatch" in str(err) or "Missing key" in str(err):
+            raise ArchetoolError(f"{checkpoint}: --resume checkpoint does not match these options; "
+                                 "use the same options as the interrupted run, or drop --resume") from None
+        raise
+
+
+#: the refit's checkpoint, beside the restarts' ``checkpoint*.pt``
+REFIT_CHECKPOINT = "checkpoint-refit.pt"
+
+
+def wants_refit(options: FitOptions, data) -> bool:
+    """Whether the fit ends with a refit on all rows: ``options.refit``, or (None) for a class model (nvae,
+    svqvae) on a table with few rows per class (:func:`archetool.models.svqvae.few_rows_per_class`), where the
+    validation split holds a large share of each class (the LINCS plate: 1 of 5 rows of every perturbagen)."""
+    if options.refit is not None:
+        return bool(options.refit)
+    from archetool.models import model_class
+    from archetool.models.svqvae import few_rows_per_class
+
+    if "label" not in model_class(options.model).needs or data.label is None:
+        return False
+    return few_rows_per_class(len(data.ids), len(np.unique(data.label)))
+
+
+def _refit_all_rows(options: FitOptions, hparams: dict, data, prep, config, result, device, dist_info, out: Path):
+    """A fresh model (the kept restart's initial seed) trained on every row, validation rows included, for the
+    schedule's first ``result.best_epoch`` epochs (the epoch early stopping chose), keeping the last weights.
+    Returns (module, TrainResult)."""
+    import torch
+    from dataclasses import replace
+
+    from archetool.models import build_model, model_class
+    from archetool.progress import EpochReporter
+
+    refit_config = replace(config, val_fraction=0.0, patience=0, stop_epoch=max(1, int(result.best_epoch)))
+    arrays = training_arrays(data, model_class(options.model).needs, tokens=decoder_stage_epochs(options) <= 0)
+    torch.manual_seed(options.seed + result.restart)
+    module = build_model(options.model, **hparams)
+    module.init_from_data(arrays)
+    log.info("refit on all %d rows (validation rows included) for the %d epochs early stopping chose "
+             "(--no-refit keeps the model trained without them)", len(data.ids), refit_config.stop_epoch)
+    done_epochs = [0]
+    with EpochReporter(refit_config.stop_epoch, enabled=dist_info.is_main, bar=options.progress_bar) as reporter:
+        def on_epoch_end(record):
+            done_epochs[0] = record["epoch"]
+            reporter({**record, "refit": True})
+
+        refit = _guarded_train(module, arrays, refit_config, device, dist_info, out / REFIT_CHECKPOINT, on_epoch_end,
+                               None, options, data, prep, out, done_epochs, (1, 1))
+    return module, refit
 
 
 def _checkpoint_epoch(path: Path) -> int:

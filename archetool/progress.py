@@ -33,6 +33,7 @@ def want_bar(bar: bool | None) -> bool:
 
 def format_record(record: dict, total: int, restarts: int = 1) -> str:
     parts = [f"restart {record['restart']}/{restarts}"] if "restart" in record else []
+    parts += ["refit on all rows,"] if record.get("refit") else []
     parts.append(f"epoch {record['epoch']}/{total}")
     for key in SHOWN:
         if key in record:

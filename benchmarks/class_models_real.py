@@ -130,14 +130,14 @@ def logistic(x, y, train, test, seed) -> dict:
     return {**scores(y[test], probs, [str(c) for c in clf.classes_]), "C": float(np.ravel(clf.C_)[0])}
 
 
-def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workdir: Path) -> dict:
+def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workdir: Path, refit=None) -> dict:
     """Fit ``kind`` on the training rows (model directory under ``workdir``, which must be new) and score the test rows."""
     import archetool
 
     frame = pd.DataFrame(x[train], columns=genes)
     frame["class_label"] = y[train]
     model = archetool.fit(frame, model=kind, label="class_label", out=str(workdir), epochs=epochs,
-                          seed=seed, device="cpu", progress_bar=False, model_options=dict(options))
+                          seed=seed, device="cpu", progress_bar=False, model_options=dict(options), refit=refit)
     out = model.transform(model.prep.scale_x(x[test]))
     if "probs" in out:
         probs = out["probs"]
@@ -145,7 +145,7 @@ def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workd
         logits = -out["distances"].astype(np.float64) ** 2
         probs = np.exp(logits - logits.max(1, keepdims=True))
     summary = model.config["summary"]
-    extra = {k: summary[k] for k in ("active_class_dims", "active_shared_dims", "head_mix") if k in summary}
+    extra = {k: summary[k] for k in ("active_class_dims", "active_shared_dims", "head_mix", "refit_epochs") if k in summary}
     return {**scores(y[test], probs, list(model.prep.classes)), "epochs_run": summary["epochs_run"], **extra,
             "latent": int(model.module.latent_dim)}
 
@@ -214,6 +214,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--models", default="logistic,nvae,svqvae")
     parser.add_argument("--epochs", type=int, default=100, help="fit's --epochs (its default: 100)")
     parser.add_argument("--set", action="append", default=[], help="MODEL:KEY=VALUE (JSON value) for nvae or svqvae")
+    parser.add_argument("--refit", choices=("auto", "on", "off"), default="auto",
+                        help="fit's --refit: auto (its default), on (--refit), off (--no-refit)")
     parser.add_argument("--plain-scaling", action="store_true", help="plain mean/SD scaling (no robust outlier rule)")
     parser.add_argument("--name", default="class_models_real")
     parser.add_argument("--compare", nargs="+", help="print a before/after table from per-seed CSVs and exit")
@@ -248,7 +250,8 @@ def main(argv=None) -> pd.DataFrame:
                         rec = logistic(x, y, train, test, seed)
                     else:
                         rec = archetool_model(kind, x, y, genes, train, test, seed, args.epochs, sets[kind],
-                                              Path(tmp) / f"{name}-{kind}-{seed}")
+                                              Path(tmp) / f"{name}-{kind}-{seed}",
+                                              refit={"auto": None, "on": True, "off": False}[args.refit])
                     rec.update(dataset=name, seed=seed, method=kind, seconds=time.perf_counter() - tic)
                     records.append(rec)
                     print(f"{name} seed {seed} {kind}: " + ", ".join(f"{m} {rec[m]:.3f}" for m in METRICS)
@@ -263,7 +266,8 @@ def main(argv=None) -> pd.DataFrame:
              f"{time.perf_counter() - tic_all:.0f} s in all. Machine shared with other jobs.", "", f"    {command}", "",
              f"Held-out test rows (stratified 80/20), mean ± SD over seeds {args.seeds}; log loss in nats (lower is better).",
              "", markdown(rows), ""]
-    extra_cols = [c for c in ("active_class_dims", "active_shared_dims", "head_mix", "latent", "epochs_run", "C") if c in table]
+    extra_cols = [c for c in ("active_class_dims", "active_shared_dims", "head_mix", "latent", "epochs_run", "refit_epochs", "C")
+                  if c in table]
     per_seed = table[["dataset", "seed", "method", *METRICS, *extra_cols, "seconds"]]
     lines += ["Per seed:", "", markdown(per_seed.to_dict("records")), ""]
     text = "\n".join(lines)

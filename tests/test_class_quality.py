@@ -306,3 +306,61 @@ def test_nvae_matches_logistic_regression_on_the_lincs_plate(tmp_path):
     acc, bal = float((pred == y[test]).mean()), float(balanced_accuracy_score(y[test], pred))
     lr_acc, lr_bal = float((lr_pred == y[test]).mean()), float(balanced_accuracy_score(y[test], lr_pred))
     assert acc >= lr_acc - 0.04 and bal >= lr_bal - 0.04, (acc, bal, lr_acc, lr_bal)
+
+
+def _few_rows_table(rows_per_class: int = 5, classes: int = 8, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), rows_per_class)
+    x = rng.normal(size=(len(labels), 6)) + 2.5 * np.eye(classes, 6)[labels]
+    frame = pd.DataFrame(x, columns=[f"g{i}" for i in range(6)])
+    frame["cls"] = np.asarray(list("abcdefghijklmnop"))[labels]
+    return frame
+
+
+@pytest.mark.parametrize("kind", ["svqvae", "nvae"])
+def test_few_rows_per_class_refit_on_all_rows(kind, tmp_path):
+    """Fewer than 10 rows per class: after early stopping, a fresh model trains on every row for the chosen epochs
+    and is kept; the held-out figures and calibration are the first model's; --no-refit keeps the first model."""
+    from archetool.model import ArchetoolModel
+
+    frame = _few_rows_table()
+    m = archetool.fit(frame, model=kind, label="cls", out=str(tmp_path / "a"), epochs=12, device="cpu", verbose=False)
+    summary = m.config["summary"]
+    assert summary["refit_rows"] == 40 and summary["val_rows"] == 8
+    assert summary["refit_epochs"] == summary["best_epoch"] and "val_accuracy" in summary
+    refit = pd.read_csv(tmp_path / "a" / "refit_history.csv")
+    assert list(refit["epoch"]) == list(range(1, summary["best_epoch"] + 1)) and "val_loss" not in refit
+    rows = pd.read_parquet(tmp_path / "a" / "training_rows.parquet")
+    assert set(rows["split"]) == {"train"}  # every row trained the kept model
+    calibration = {"svqvae": "temperature", "nvae": "head_mix"}[kind]
+    assert getattr(m.module, calibration) == summary.get(calibration, getattr(m.module, calibration))
+    saved = ArchetoolModel.load(tmp_path / "a")
+    assert getattr(saved.module, calibration) == getattr(m.module, calibration)
+
+    plain = archetool.fit(frame, model=kind, label="cls", out=str(tmp_path / "b"), epochs=12, device="cpu",
+                          verbose=False, refit=False)
+    assert "refit_rows" not in plain.config["summary"] and not (tmp_path / "b" / "refit_history.csv").exists()
+    assert (pd.read_parquet(tmp_path / "b" / "training_rows.parquet")["split"] == "val").sum() == 8
+    # same selection run, so the same held-out figures; the kept weights differ
+    assert plain.config["summary"]["val_accuracy"] == summary["val_accuracy"]
+    assert any(not torch.equal(a, b) for a, b in zip(plain.module.state_dict().values(), m.module.state_dict().values())
+               if a.dtype.is_floating_point)
+
+
+def test_refit_rule_and_explicit_refit(tmp_path):
+    """The default refits class models with few rows per class only; --refit applies to any model."""
+    from archetool.fitting import FitOptions, wants_refit
+
+    class Data:
+        def __init__(self, n, classes):
+            self.ids = np.arange(n)
+            self.label = np.arange(n) % classes if classes else None
+
+    assert wants_refit(FitOptions(data=None, model="svqvae"), Data(301, 60))
+    assert not wants_refit(FitOptions(data=None, model="nvae"), Data(700, 10))
+    assert not wants_refit(FitOptions(data=None, model="deepaa"), Data(40, 0))
+    assert not wants_refit(FitOptions(data=None, model="svqvae", refit=False), Data(301, 60))
+    frame = _few_rows_table().drop(columns="cls")
+    m = archetool.fit(frame, model="deepaa", k=3, out=str(tmp_path / "d"), epochs=6, device="cpu", verbose=False,
+                      refit=True)
+    assert m.config["summary"]["refit_rows"] == 40 and (tmp_path / "d" / "refit_history.csv").exists()

@@ -358,3 +358,26 @@ def test_embed_data_with_unseen_labels_is_allowed_and_predicted(table_model, tmp
     assert result.exit_code == 0, result.output
     ex = pd.read_csv(tmp_path / "a" / "exemplars.csv")
     assert set(ex["cls"]) == {"A", "B", "C"}
+
+
+def test_cli_refit_flags(tmp_path):
+    """Few rows per class: fit refits on all rows by default (refit_history.csv, every row 'train', the log says
+    so); --no-refit keeps the held-out split; --refit forces it on a table with many rows per class."""
+    few = class_table(n_per=6)
+    data = tmp_path / "few.csv"
+    few.to_csv(data, index=False)
+    result = run_cli("fit", data, "--model", "svqvae", "--label", "cls", "--out", tmp_path / "a", *FAST_FIT)
+    assert result.exit_code == 0, result.output
+    assert "refit on all 18 rows" in result.output
+    assert (tmp_path / "a" / "refit_history.csv").exists()
+    assert set(pd.read_parquet(tmp_path / "a" / "training_rows.parquet")["split"]) == {"train"}
+    result = run_cli("fit", data, "--model", "svqvae", "--label", "cls", "--out", tmp_path / "b", "--no-refit", *FAST_FIT)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "b" / "refit_history.csv").exists()
+    assert (pd.read_parquet(tmp_path / "b" / "training_rows.parquet")["split"] == "val").sum() == 3
+    many = tmp_path / "many.csv"
+    class_table(n_per=20).to_csv(many, index=False)
+    result = run_cli("fit", many, "--model", "svqvae", "--label", "cls", "--out", tmp_path / "c", "--refit", *FAST_FIT)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "c" / "config.json").read_text())["summary"]
+    assert summary["refit_rows"] == 60 and summary["refit_epochs"] == summary["best_epoch"]

@@ -54,3 +54,31 @@ def test_default_batch_size_gives_small_tables_enough_steps_an_epoch():
     assert default_batch_size(1000, 0.1, 8) == 128  # 900 rows: already 8 steps (the README's 1,000 molecules)
     assert default_batch_size(3000, 0.1, 8) == 128 and default_batch_size(178, 0.1, 1) == 128
     assert default_batch_size(40, 0.1, 8) == 16  # never below 16 rows
+
+
+def test_stop_epoch_runs_the_schedules_first_epochs_and_keeps_the_last_weights(monkeypatch):
+    """A refit's config: the first stop_epoch epochs at the full schedule's learning rates, the last weights kept
+    (not the best by training loss)."""
+    from archetool.models.deepaa import DeepAA
+
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    torch.manual_seed(0)
+    module = DeepAA(n_features=4, n_archetypes=3, hidden=[8])
+    arrays = {"x": torch.randn(40, 4).numpy()}
+    config = TrainConfig(epochs=10, batch_size=40, val_fraction=0.0, patience=0, final_lr_fraction=0.1, stop_epoch=4)
+    result = train(module, arrays, config, torch.device("cpu"))
+    assert seen == pytest.approx([config.lr_at(e) for e in range(4)])
+    assert len(result.history) == 4 and result.best_epoch == 4
+    after = {k: v.clone() for k, v in module.state_dict().items()}
+    config_more = TrainConfig(epochs=10, batch_size=40, val_fraction=0.0, patience=0, final_lr_fraction=0.1, stop_epoch=5)
+    torch.manual_seed(0)
+    module5 = DeepAA(n_features=4, n_archetypes=3, hidden=[8])
+    train(module5, arrays, config_more, torch.device("cpu"))
+    assert any(not torch.equal(after[k], v) for k, v in module5.state_dict().items())  # one more step moved them

@@ -144,8 +144,26 @@ class ModelAnalysis:
         raise ArchetoolError(f"--target needs a model fitted with --side (deepaa); {model.directory or 'this model'} is "
                              f"{model.kind}, which predicts classes: choose a class with --label instead")
 
+    #: module attributes that :meth:`held_out_summary` fits on the validation rows (calibration); a refit on all
+    #: rows (``fit --refit``) takes them from the model before it, which never saw those rows
+    calibration: tuple[str, ...] = ()
+
     def summary(self, model, data, val_index) -> dict:
+        """config.json's model figures: :meth:`fit_summary` and :meth:`held_out_summary`."""
+        return {**self.fit_summary(model, data), **self.held_out_summary(model, data, val_index)}
+
+    def fit_summary(self, model, data) -> dict:
+        """Figures of the kept model over all of its rows (nothing held out)."""
         return {}
+
+    def held_out_summary(self, model, data, val_index) -> dict:
+        """Figures on the validation rows ``val_index`` (and the :attr:`calibration` fitted on them)."""
+        return {}
+
+    def carry_calibration(self, source, target) -> None:
+        """Copy :attr:`calibration` from module ``source`` (fitted on held-out rows) to module ``target``."""
+        for name in self.calibration:
+            setattr(target, name, getattr(source, name))
 
     def label_column(self, model) -> str:
         return model.prep.label_column or "label"

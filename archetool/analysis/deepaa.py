@@ -59,8 +59,11 @@ class DeepAAAnalysis(ModelAnalysis):
         cols.update({f"pred_{name}": side[:, j] for j, name in enumerate(model.prep.side_names)})
         return cols
 
-    def summary(self, model, data, val_index) -> dict:
-        out = {"posterior_sd": posterior_sd(model.module, data.x, model.device)}
+    def fit_summary(self, model, data) -> dict:
+        return {"posterior_sd": posterior_sd(model.module, data.x, model.device)}
+
+    def held_out_summary(self, model, data, val_index) -> dict:
+        out = {}
         if data.side is None or len(val_index) == 0:
             return out
         pred = model.transform(data.x[val_index])["side"]

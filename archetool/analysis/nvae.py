@@ -126,9 +126,11 @@ class NVAEAnalysis(ModelAnalysis):
         hp.update(options.model_options)
         return hp
 
-    def summary(self, model, data, val_index) -> dict:
-        """Held-out q(y|x) accuracy; records the per-class KL of every latent dimension on all training rows
-        in the module (``kl_record``) so ``archetypes`` can report the detector without the data."""
+    calibration = ("head_mix",)
+
+    def fit_summary(self, model, data) -> dict:
+        """Active latent dimensions (warns when few are); records the per-class KL of every latent dimension on
+        all rows in the module (``kl_record``) so ``archetypes`` can report the detector without the data."""
         module = model.module
         sums, counts = self._kl_sums_arrays(model, data.x, data.label)
         module.kl_record.copy_(torch.from_numpy(sums / np.maximum(counts, 1)[:, None]).to(module.kl_record))
@@ -140,6 +142,11 @@ class NVAEAnalysis(ModelAnalysis):
         warning = collapse_warning(out["active_class_dims"] + out["active_shared_dims"], module)
         if warning:
             log.warning("%s", warning)
+        return out
+
+    def held_out_summary(self, model, data, val_index) -> dict:
+        """Held-out q(y|x) accuracy; picks ``head_mix`` (the read-outs' weights) on the validation rows."""
+        module, out = model.module, {}
         if len(val_index) == 0:
             log.warning("no validation rows were held out (--val-fraction 0 or too few rows): no held-out accuracy is reported")
             return out

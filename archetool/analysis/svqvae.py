@@ -95,10 +95,15 @@ class SVQVAEAnalysis(ModelAnalysis):
         except (TypeError, ValueError) as err:
             raise ArchetoolError(f"--model svqvae: {err}") from None
 
-    def summary(self, model, data, val_index) -> dict:
+    calibration = ("temperature",)
+
+    def fit_summary(self, model, data) -> dict:
+        return {"n_classes": len(model.prep.classes)}
+
+    def held_out_summary(self, model, data, val_index) -> dict:
         """Nearest-code accuracy on the held-out validation rows only (never on training rows); sets the
         module's probability temperature from the validation rows (the training rows when there are none)."""
-        out = {"n_classes": len(model.prep.classes)}
+        out = {}
         if data.label is not None and len(data.label):
             rows = val_index if len(val_index) else np.arange(len(data.label))
             distances = torch.from_numpy(model.transform(data.x[rows])["distances"]).double()
