@@ -7,6 +7,7 @@ Directory layout (DESIGN §3)::
     preprocessing.json   featuriser settings, feature names / gene order, scaling, side names, classes
     history.csv          one row per epoch
     decoder_history.csv  molecules: one row per epoch of the decoder stage (train/val token loss, seconds)
+    refit_history.csv    after a refit on all rows (fit --refit): one row per epoch of the kept model
     training_rows.parquet  ids (+ SMILES, side values, labels, split) and embeddings of the training rows
     checkpoint.pt        last training state, for ``fit --resume``
 """

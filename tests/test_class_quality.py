@@ -364,3 +364,30 @@ def test_refit_rule_and_explicit_refit(tmp_path):
     m = archetool.fit(frame, model="deepaa", k=3, out=str(tmp_path / "d"), epochs=6, device="cpu", verbose=False,
                       refit=True)
     assert m.config["summary"]["refit_rows"] == 40 and (tmp_path / "d" / "refit_history.csv").exists()
+
+
+def test_refit_interrupted_then_resumed_gives_the_uninterrupted_model(tmp_path, monkeypatch):
+    """Ctrl-C in the refit keeps its checkpoint; --resume reads the finished first model back and continues the
+    refit, ending with the weights of a run that was never interrupted."""
+    from archetool.fitting import FitInterrupted
+    from archetool.progress import EpochReporter
+
+    frame = _few_rows_table()
+    kwargs = dict(model="svqvae", label="cls", epochs=10, device="cpu", verbose=False)
+    whole = archetool.fit(frame, out=str(tmp_path / "whole"), **kwargs)
+    real_call = EpochReporter.__call__
+
+    def interrupt(self, record):
+        if record.get("refit") and record["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real_call(self, record)
+
+    monkeypatch.setattr(EpochReporter, "__call__", interrupt)
+    with pytest.raises(FitInterrupted):
+        archetool.fit(frame, out=str(tmp_path / "cut"), **kwargs)
+    assert (tmp_path / "cut" / "checkpoint-refit.pt").exists() and not (tmp_path / "cut" / "weights.pt").exists()
+    monkeypatch.setattr(EpochReporter, "__call__", real_call)
+    resumed = archetool.fit(frame, out=str(tmp_path / "cut"), resume=True, **kwargs)
+    for (name, a), b in zip(whole.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.allclose(a.float(), b.float()), name
+    assert resumed.config["summary"]["refit_epochs"] == whole.config["summary"]["refit_epochs"]

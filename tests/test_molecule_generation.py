@@ -82,6 +82,19 @@ def test_decoder_shapes_loss_and_generation():
     assert (dec.generate(cond, 1.0, first_allowed=first)[:, 0] == 7).all()
 
 
+def test_decoder_dropout_acts_in_training_only_and_is_saved():
+    torch.manual_seed(0)
+    cond, tokens = torch.randn(6, 3), torch.tensor([[4, 5, 6, EOS, 0, 0, 0, 0]] * 6)
+    dec = SequenceDecoder(vocab_size=12, max_length=7, condition_dim=3, embedding_dim=8, hidden_dim=16, dropout=0.5)
+    assert SequenceDecoder(**dec.settings()).dropout == 0.5
+    dec.train()
+    assert not torch.equal(dec.logits(cond, tokens), dec.logits(cond, tokens))  # a fresh mask each call
+    dec.eval()
+    assert torch.equal(dec.logits(cond, tokens), dec.logits(cond, tokens))
+    plain = SequenceDecoder(vocab_size=12, max_length=7, condition_dim=3, embedding_dim=8, hidden_dim=16).train()
+    assert plain.dropout == 0.0 and torch.equal(plain.logits(cond, tokens), plain.logits(cond, tokens))
+
+
 @pytest.mark.parametrize("kind", ["deepaa", "nvae", "svqvae"])
 def test_training_adds_the_tokens_term_without_pulling_on_the_encoder(kind):
     from archetool.models import build_model
