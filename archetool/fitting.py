@@ -600,15 +600,18 @@ REFIT_CHECKPOINT = "checkpoint-refit.pt"
 def wants_refit(options: FitOptions, data) -> bool:
     """Whether the fit ends with a refit on all rows: ``options.refit``, or (None) for a class model (nvae,
     svqvae) on a table with few rows per class (:func:`archetool.models.svqvae.few_rows_per_class`), where the
-    validation split holds a large share of each class (the LINCS plate: 1 of 5 rows of every perturbagen)."""
+    validation split holds a large share of each class (the LINCS plate: 1 of 5 rows of every perturbagen), or
+    with fewer rows than the model's ``refit_below_rows`` (nvae: 2,000)."""
     if options.refit is not None:
         return bool(options.refit)
     from archetool.models import model_class
     from archetool.models.svqvae import few_rows_per_class
 
-    if "label" not in model_class(options.model).needs or data.label is None:
+    module_class = model_class(options.model)
+    if "label" not in module_class.needs or data.label is None:
         return False
-    return few_rows_per_class(len(data.ids), len(np.unique(data.label)))
+    n = len(data.ids)
+    return few_rows_per_class(n, len(np.unique(data.label))) or n < module_class.refit_below_rows
 
 
 def _refit_all_rows(options: FitOptions, hparams: dict, data, prep, config, result, device, dist_info, out: Path):

@@ -357,7 +357,9 @@ def test_refit_rule_and_explicit_refit(tmp_path):
             self.label = np.arange(n) % classes if classes else None
 
     assert wants_refit(FitOptions(data=None, model="svqvae"), Data(301, 60))
-    assert not wants_refit(FitOptions(data=None, model="nvae"), Data(700, 10))
+    assert wants_refit(FitOptions(data=None, model="nvae"), Data(700, 10))  # nvae: below 2,000 rows
+    assert not wants_refit(FitOptions(data=None, model="svqvae"), Data(700, 10))
+    assert not wants_refit(FitOptions(data=None, model="nvae"), Data(4000, 10))
     assert not wants_refit(FitOptions(data=None, model="deepaa"), Data(40, 0))
     assert not wants_refit(FitOptions(data=None, model="svqvae", refit=False), Data(301, 60))
     frame = _few_rows_table().drop(columns="cls")

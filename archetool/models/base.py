@@ -52,6 +52,10 @@ class ArchetoolModule(nn.Module):
     #: optimizer steps an epoch should at least have when no batch size is given: the default batch (128) is
     #: lowered, not below 16, on small tables (see :func:`archetool.fitting.default_batch_size`)
     min_steps_per_epoch: ClassVar[int] = 1
+    #: class models: ``fit`` refits on all rows (validation rows included) by default on tables of fewer rows
+    #: than this (and, for every class model, on tables with fewer than 10 rows per class); see
+    #: :func:`archetool.fitting.wants_refit`
+    refit_below_rows: ClassVar[int] = 0
 
     def __init__(self, n_features: int, likelihood: str = "gaussian", likelihood_variance: str = "learned"):
         super().__init__()
