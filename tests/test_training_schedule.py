@@ -23,9 +23,8 @@ def test_constant_by_default():
     assert all(config.lr_at(e) == pytest.approx(1e-3) for e in range(10))
 
 
-def test_the_loop_applies_the_schedule_to_the_optimiser(monkeypatch):
-    from archetool.models.deepaa import DeepAA
-
+def record_learning_rates(monkeypatch) -> list[float]:
+    """The learning rate of every optimizer step taken from now on (Adam's step is wrapped)."""
     seen = []
     real_step = torch.optim.Adam.step
 
@@ -34,6 +33,13 @@ def test_the_loop_applies_the_schedule_to_the_optimiser(monkeypatch):
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
+    return seen
+
+
+def test_the_loop_applies_the_schedule_to_the_optimiser(monkeypatch):
+    from archetool.models.deepaa import DeepAA
+
+    seen = record_learning_rates(monkeypatch)
     module = DeepAA(n_features=4, n_archetypes=3, hidden=[8])
     arrays = {"x": torch.randn(40, 4).numpy()}
     config = TrainConfig(epochs=3, batch_size=40, val_fraction=0.0, patience=0, final_lr_fraction=0.1)
@@ -61,14 +67,7 @@ def test_stop_epoch_runs_the_schedules_first_epochs_and_keeps_the_last_weights(m
     (not the best by training loss)."""
     from archetool.models.deepaa import DeepAA
 
-    seen = []
-    real_step = torch.optim.Adam.step
-
-    def step(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    seen = record_learning_rates(monkeypatch)
     torch.manual_seed(0)
     module = DeepAA(n_features=4, n_archetypes=3, hidden=[8])
     arrays = {"x": torch.randn(40, 4).numpy()}
