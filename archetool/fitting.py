@@ -299,7 +299,9 @@ def _fit(options: FitOptions, out: Path):
         out.mkdir(parents=True, exist_ok=True)
     module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups)
     held_out, refit = None, None
-    if wants_refit(options, data) and result.best_epoch > 0 and len(result.val_index):
+    if options.refit and not len(result.val_index):
+        log.info("--refit: no validation rows were held out, so the model already trained on every row")
+    elif wants_refit(options, data) and result.best_epoch > 0 and len(result.val_index):
         # the held-out figures and calibration come from the model that never saw the validation rows
         held_out = model_adapter.held_out_summary(ArchetoolModel(module.cpu(), prep, {}), data, result.val_index)
         refitted, refit = _refit_all_rows(options, hparams, data, prep, config, result, device, dist_info, out)

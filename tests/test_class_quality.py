@@ -393,3 +393,19 @@ def test_refit_interrupted_then_resumed_gives_the_uninterrupted_model(tmp_path, 
     for (name, a), b in zip(whole.module.state_dict().items(), resumed.module.state_dict().values()):
         assert torch.allclose(a.float(), b.float()), name
     assert resumed.config["summary"]["refit_epochs"] == whole.config["summary"]["refit_epochs"]
+
+
+def test_refit_without_validation_rows_says_there_is_nothing_to_refit(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="archetool"):
+        m = archetool.fit(_few_rows_table(), model="svqvae", label="cls", out=str(tmp_path / "m"), epochs=3,
+                          device="cpu", val_fraction=0.0, refit=True)
+    assert "refit_rows" not in m.config["summary"] and not (tmp_path / "m" / "refit_history.csv").exists()
+    assert "no validation rows were held out, so the model already trained on every row" in caplog.text
+
+
+def test_default_refit_needs_validation_rows(tmp_path):
+    m = archetool.fit(_few_rows_table(), model="nvae", label="cls", out=str(tmp_path / "m"), epochs=3, device="cpu",
+                      val_fraction=0.0, verbose=False)
+    assert "refit_rows" not in m.config["summary"] and not (tmp_path / "m" / "refit_history.csv").exists()
