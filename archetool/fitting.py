@@ -75,7 +75,8 @@ class FitOptions:
     threads: torch CPU threads (None: :func:`archetool.threads.default_threads`).
     refit: after early stopping has chosen the epoch, train a fresh model on every row (validation rows included)
     for that many epochs and keep it; the held-out figures (``val_*``) and calibration are those of the model before
-    it. None: on for nvae and svqvae on tables with fewer than 10 rows per class (:func:`wants_refit`).
+    it. None: on for nvae and svqvae on tables with fewer than 10 rows per class, and for nvae below 2,000
+    rows (:func:`wants_refit`).
     """
 
     data: object
