@@ -409,3 +409,37 @@ def test_default_refit_needs_validation_rows(tmp_path):
     m = archetool.fit(_few_rows_table(), model="nvae", label="cls", out=str(tmp_path / "m"), epochs=3, device="cpu",
                       val_fraction=0.0, verbose=False)
     assert "refit_rows" not in m.config["summary"] and not (tmp_path / "m" / "refit_history.csv").exists()
+
+
+def test_default_patience_is_longer_for_class_models_on_small_tables(tmp_path):
+    from archetool.fitting import DEFAULT_PATIENCE, SMALL_TABLE_PATIENCE, FitOptions, default_patience
+
+    class Data:
+        def __init__(self, n):
+            self.ids = np.arange(n)
+
+    assert default_patience(FitOptions(data=None, model="nvae"), Data(1999)) == SMALL_TABLE_PATIENCE == 50
+    assert default_patience(FitOptions(data=None, model="svqvae"), Data(1999)) == 50
+    assert default_patience(FitOptions(data=None, model="svqvae"), Data(2000)) == DEFAULT_PATIENCE == 15
+    assert default_patience(FitOptions(data=None, model="deepaa"), Data(100)) == 15
+    frame = _few_rows_table()
+    m = archetool.fit(frame, model="svqvae", label="cls", out=str(tmp_path / "a"), epochs=3, device="cpu", verbose=False)
+    assert m.config["train"]["patience"] == 50 and m.config["options"]["patience"] is None
+    m = archetool.fit(frame, model="svqvae", label="cls", out=str(tmp_path / "b"), epochs=3, device="cpu", verbose=False,
+                      patience=7)
+    assert m.config["train"]["patience"] == 7
+
+
+def test_nvae_keeps_shared_dimensions_open_on_wine(tmp_path):
+    """Guard (issue 17 round 5): on this wine split (the benchmark's seed 7) early stopping after 15 epochs without
+    improvement stopped nvae at epoch 29 with no active shared dimension; the small-table patience trains it to
+    3 of 4 active."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    data = load_wine()
+    train, _ = train_test_split(np.arange(len(data.target)), test_size=0.2, stratify=data.target, random_state=7)
+    frame = pd.DataFrame(data.data[np.sort(train)], columns=data.feature_names)
+    frame["cultivar"] = data.target[np.sort(train)].astype(str)
+    m = archetool.fit(frame, model="nvae", label="cultivar", out=str(tmp_path / "m"), seed=7, device="cpu", verbose=False)
+    assert m.config["summary"]["active_shared_dims"] >= 2, m.config["summary"]

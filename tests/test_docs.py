@@ -44,8 +44,9 @@ def test_reference_reports_defaults_and_bounds():
     from archetool.cli.reference import markdown
 
     fit = _sections(markdown())["fit"]
-    assert re.search(r"^\| `--patience` \| int ≥ 0 \| `15` \|", fit, flags=re.M), fit
-    # --epochs and --batch-size have no fixed default (they depend on the data's size): their help says so
+    assert re.search(r"^\| `--restarts` \| int ≥ 1 \| `1` \|", fit, flags=re.M), fit
+    # --epochs, --batch-size and --patience have no fixed default (they depend on the data): their help says so
+    assert re.search(r"^\| `--patience` \| int ≥ 0 \|  \| .*default 15, and 50 for nvae/svqvae", fit, flags=re.M), fit
     assert re.search(r"^\| `--batch-size` \| int ≥ 2 \|  \| .*default 128", fit, flags=re.M), fit
     assert re.search(r"^\| `--epochs` \| int ≥ 1 \|  \| .*default: 100, or fewer for large data", fit, flags=re.M), fit
     assert "| `--descriptors` / `--no-descriptors` | flag | `--descriptors` |" in fit

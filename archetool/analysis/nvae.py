@@ -93,7 +93,8 @@ def collapse_warning(n_active: int, module) -> str | None:
     shared = module.shared_dim
     return (f"nvae: only {n_active} of {d} latent dimensions are active (mean KL >= {ACTIVE_KL} nats in some class); "
             f"the others carry nothing beyond the label. Use a smaller latent (--latent-dim, now {module.class_dim}; "
-            f"--shared-dim, now {shared}), more --epochs, or keep the shared dimensions open with "
+            f"--shared-dim, now {shared}), more --epochs or a longer --patience (early stopping may end the fit before "
+            f"the shared dimensions open), or keep them open with "
             f"--set free_bits=0.5 (now {module.free_bits:g}) and --set kl_warmup=20 (now {module.kl_warmup})")
 
 

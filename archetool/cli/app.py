@@ -354,7 +354,7 @@ def fit(
                                              help="Last epoch's learning rate / --lr, cosine decay (default: the model's; deepaa 0.01, others 1 = constant)."),
     restarts: int = typer.Option(1, "--restarts", min=1, help="Train this many initialisations (seed, seed+1, ...) and keep the lowest validation loss."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9, help="Held-out fraction for validation and early stopping."),
-    patience: int = typer.Option(15, "--patience", min=0, help="Stop after this many epochs without validation improvement (0 = never)."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Stop after this many epochs without validation improvement (0 = never; default 15, and 50 for nvae/svqvae on tables below 2,000 rows)."),
     refit: Optional[bool] = typer.Option(None, "--refit/--no-refit", help="After early stopping chose the epoch, train a fresh model on every row (validation rows included) for that many epochs and keep it; held-out scores are the first model's (default: on for nvae/svqvae with fewer than 10 rows per class, and for nvae below 2,000 rows)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
