@@ -656,7 +656,7 @@ def _refit_all_rows(options: FitOptions, hparams: dict, data, prep, config, resu
     module = build_model(options.model, **hparams)
     module.init_from_data(arrays)
     log.info("refit on all %d rows (validation rows included) for the %d epochs early stopping chose "
-             "(--no-refit keeps the model trained without them)", len(data.ids), refit_config.stop_epoch)
+             "(--no-refit, in Python refit=False, keeps the model trained without them)", len(data.ids), refit_config.stop_epoch)
     done_epochs = [0]
     with EpochReporter(refit_config.stop_epoch, enabled=dist_info.is_main, bar=options.progress_bar) as reporter:
         def on_epoch_end(record):

@@ -66,12 +66,15 @@ class ArchetoolModel:
                     "held out)") if "rows" in summary else ""
             epochs = (f", {summary['epochs_run']} epochs (best {summary.get('best_epoch')})"
                       if "epochs_run" in summary else "")
+            if "refit_rows" in summary:  # the kept model is the refit; the held-out scores are the first model's
+                epochs += f"; kept: a refit on all {summary['refit_rows']:,} rows for {summary['refit_epochs']} epochs"
             lines.append(f"    fitted on: {self.config['data']}{rows}{epochs}")
         best = next((r for r in self.history if r.get("epoch") == summary.get("best_epoch")), None)
         scores = {k: best[k] for k in ("val_loss", "val_recon_mse") if best is not None and k in best}
         scores.update((k, v) for k, v in summary.items() if k.startswith("val_") and k != "val_rows")
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items())
-        lines.append(f"    held-out scores: {shown or 'none recorded'}")
+        refit = " (of the model before the refit)" if "refit_rows" in summary and shown else ""
+        lines.append(f"    held-out scores{refit}: {shown or 'none recorded'}")
         return "\n".join(lines)
 
     @property

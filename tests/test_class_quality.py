@@ -336,6 +336,9 @@ def test_few_rows_per_class_refit_on_all_rows(kind, tmp_path):
     assert getattr(m.module, calibration) == summary.get(calibration, getattr(m.module, calibration))
     saved = ArchetoolModel.load(tmp_path / "a")
     assert getattr(saved.module, calibration) == getattr(m.module, calibration)
+    shown = repr(saved)
+    assert f"kept: a refit on all 40 rows for {summary['best_epoch']} epochs" in shown
+    assert "held-out scores (of the model before the refit): " in shown
 
     plain = archetool.fit(frame, model=kind, label="cls", out=str(tmp_path / "b"), epochs=12, device="cpu",
                           verbose=False, refit=False)
