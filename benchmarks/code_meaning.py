@@ -72,6 +72,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import logging
 
+    import torch
+
     import archetool
     from archetool.analysis.svqvae import centroid_agreement, code_distances
 
@@ -93,10 +95,14 @@ def main(argv=None):
                 rho_std, _ = centroid_agreement(codes, model.prep.scale_x(x), labels)
                 z = model.transform(model.prep.scale_x(x))["z"]
                 rho_z, _ = centroid_agreement(np.stack([z[labels == c].mean(0) for c in range(len(classes))]), x, labels)
+                with torch.no_grad():  # the decoded class prototypes (model space), what prototype_correlations.csv shows
+                    prototypes = model.module.decode(torch.from_numpy(codes).float()).numpy()
+                rho_proto, _ = centroid_agreement(prototypes, model.prep.scale_x(x), labels)
                 rng = np.random.default_rng(seed)
                 rho_rand, _ = centroid_agreement(rng.uniform(-0.5, 0.5, codes.shape), x, labels)
                 records.append({"data": name, "seed": seed, "classes": len(classes), "rho_codes": rho,
-                                "rho_codes_standardised": rho_std, "rho_embedding_centroids": rho_z, "rho_random_codes": rho_rand})
+                                "rho_codes_standardised": rho_std, "rho_prototypes": rho_proto,
+                                "rho_embedding_centroids": rho_z, "rho_random_codes": rho_rand})
                 print(records[-1], file=sys.stderr, flush=True)
                 if seed == int(args.seeds.split(",")[0]):
                     out = figure(code_distances(codes), cent, classes,
@@ -105,7 +111,8 @@ def main(argv=None):
                     print(f"wrote {out}", file=sys.stderr)
     table = pd.DataFrame(records)
     rows = [{"data": d, "classes": int(g["classes"].iloc[0]),
-             **{c: mean_sd(g[c]) for c in ("rho_codes", "rho_codes_standardised", "rho_embedding_centroids", "rho_random_codes")}}
+             **{c: mean_sd(g[c]) for c in ("rho_codes", "rho_codes_standardised", "rho_prototypes", "rho_embedding_centroids",
+                                           "rho_random_codes")}}
             for d, g in table.groupby("data", sort=False)]
     command = "OMP_NUM_THREADS=2 nice -n 10 python benchmarks/code_meaning.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([
@@ -113,7 +120,9 @@ def main(argv=None):
         f"{machine()}; load {load_average()}; {time.strftime('%Y-%m-%d')}; {time.perf_counter() - tic:.0f} s. "
         "Machine shared with other jobs.", "", f"    {command}", "",
         "Spearman rho over the class pairs between code distances and centroid distances (mean ± SD over seeds "
-        f"{args.seeds}); rho_codes_standardised: centroids of the model's standardised features; "
+        f"{args.seeds}); rho_codes_standardised: centroids of the model's standardised features; rho_prototypes: "
+        "distances between the decoded class prototypes (the codes through the decoder, standardised features; "
+        "what prototype_correlations.csv compares) against those centroids; "
         "rho_embedding_centroids: class means of the embeddings z_e instead of the codes; rho_random_codes: a "
         "random codebook (no meaning).", "", markdown(rows), "", "Per seed:", "", markdown(table.to_dict("records")), ""])
     print(text)

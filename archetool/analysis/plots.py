@@ -195,7 +195,8 @@ def heatmap_figure(matrix: np.ndarray, labels: list[str], title: str, cmap: str 
         cax.tick_params(labelsize=7)
     else:
         fig.colorbar(im, ax=ax, shrink=0.7)
-    ax.set_title(title, fontsize=10)
+    # with a dendrogram the colour bar sits above it: lift the title clear of the bar (it overlapped a long title)
+    ax.set_title(title, fontsize=10, pad=22 if side is not None else 6)
     return fig
 
 
