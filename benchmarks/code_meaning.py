@@ -44,7 +44,7 @@ def figure(code_dist: np.ndarray, cent_dist: np.ndarray, classes: list[str], tit
     k = len(classes)
     size = min(18, 4 + 0.16 * k)
     fig = plt.figure(figsize=(2 * size + 2, size))
-    grid = fig.add_gridspec(1, 3, width_ratios=[1.2, size, size], wspace=0.05)
+    grid = fig.add_gridspec(1, 3, width_ratios=[1.2, size, size], wspace=0.12)
     side, left, right = (fig.add_subplot(grid[i]) for i in range(3))
     dendrogram(tree, orientation="left", no_labels=True, ax=side, color_threshold=0, above_threshold_color="0.3")
     side.set_ylim(10 * k, 0)
@@ -56,8 +56,8 @@ def figure(code_dist: np.ndarray, cent_dist: np.ndarray, classes: list[str], tit
         ax.set_xticks(range(k), names, rotation=90, fontsize=fs)
         ax.set_yticks(range(k), names if ax is right else [], fontsize=fs)
         ax.set_title(f"distance between {what}", fontsize=10)
-        # the right panel's class names sit between it and its colour bar
-        fig.colorbar(im, ax=ax, shrink=0.5, pad=0.02 if ax is left else 0.02 + 0.012 * max(len(c) for c in classes))
+        # the right panel's class names are on its right, so its colour bar goes on its left
+        fig.colorbar(im, ax=ax, shrink=0.5, pad=0.02, location="left" if ax is right else "right")
     right.yaxis.tick_right()
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, path)
