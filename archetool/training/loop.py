@@ -72,7 +72,11 @@ class TrainConfig:
         return self.lr * (self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as saved in config.json (``stop_epoch`` only when set: it belongs to a refit's config)."""
+        out = asdict(self)
+        if not out["stop_epoch"]:
+            del out["stop_epoch"]
+        return out
 
 
 #: optimizer steps a fit with the default --epochs runs at most (see :func:`default_epochs`)
