@@ -299,14 +299,15 @@ def _fit(options: FitOptions, out: Path):
                                        **FIT_DEFAULTS, **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups)
+    retune = training_threads(options, device)  # re-tuned after every epoch of the restarts and the refit
+    module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups, retune)
     held_out, refit = None, None
     if options.refit and not len(result.val_index):
         log.info("--refit: no validation rows were held out, so the model already trained on every row")
     elif wants_refit(options, data) and result.best_epoch > 0 and len(result.val_index):
         # the held-out figures and calibration come from the model that never saw the validation rows
         held_out = model_adapter.held_out_summary(ArchetoolModel(module.cpu(), prep, {}), data, result.val_index)
-        refitted, refit = _refit_all_rows(options, hparams, data, prep, config, result, device, dist_info, out)
+        refitted, refit = _refit_all_rows(options, hparams, data, prep, config, result, device, dist_info, out, retune)
         model_adapter.carry_calibration(module, refitted)
         module = refitted
     decoder_result = _train_decoder(options, module, data, config, device, dist_info, groups)
@@ -525,13 +526,26 @@ def default_batch_size(n_rows: int, val_fraction: float, min_steps: int = 1, bat
     return int(max(16, math.ceil(train / max(1, min_steps))))
 
 
-def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist_info, out: Path, groups=None):
+def training_threads(options: FitOptions, device):
+    """Set the training's CPU threads (``--threads``, else the default for the CPUs this process may use) and
+    return the :class:`archetool.threads.EpochThreads` to call after each epoch; None on an accelerator."""
+    if device.type != "cpu":
+        return None
+    from archetool.threads import EpochThreads, apply_threads
+
+    apply_threads(options.threads, "training")
+    return EpochThreads(options.threads)
+
+
+def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist_info, out: Path, groups=None,
+                    retune=None):
     """Train ``options.restarts`` models, restart r initialised with seed ``options.seed + r`` (same
     validation split and batch order), and keep the lowest best-validation loss.
 
     Returns (module, TrainResult, TrainConfig, per-restart summaries), the first three of the kept
     restart. Restart r checkpoints to ``checkpoint.pt`` (r = 0) or ``checkpoint-r<r>.pt``; with
-    ``--resume`` finished restarts are read back, not rerun.
+    ``--resume`` finished restarts are read back, not rerun. ``retune`` (:func:`training_threads`): called after
+    every epoch.
     """
     import torch
 
@@ -550,12 +564,6 @@ def _train_restarts(options: FitOptions, hparams: dict, data, prep, device, dist
     # the decoder's condition is detached, so training it beside the main model only pre-trains it (50k MOSES: 0.006
     # nats of validation token loss) while it made the main stage's step ~7x dearer: with a stage of its own it waits
     arrays = training_arrays(data, module_class.needs, tokens=decoder_stage_epochs(options) <= 0)
-    retune = None
-    if device.type == "cpu":
-        from archetool.threads import EpochThreads, apply_threads
-
-        apply_threads(options.threads, "training")
-        retune = EpochThreads(options.threads)
     n_restarts = max(1, int(options.restarts))
     checkpoints = [out / (CHECKPOINT if r == 0 else CHECKPOINT.replace(".pt", f"-r{r}.pt")) for r in range(n_restarts)]
     if options.resume and not checkpoints[0].exists():
@@ -641,10 +649,11 @@ def wants_refit(options: FitOptions, data) -> bool:
     return few_rows_per_class(n, len(np.unique(data.label))) or n < module_class.refit_below_rows
 
 
-def _refit_all_rows(options: FitOptions, hparams: dict, data, prep, config, result, device, dist_info, out: Path):
+def _refit_all_rows(options: FitOptions, hparams: dict, data, prep, config, result, device, dist_info, out: Path,
+                    retune=None):
     """A fresh model (the kept restart's initial seed) trained on every row, validation rows included, for the
-    schedule's first ``result.best_epoch`` epochs (the epoch early stopping chose), keeping the last weights.
-    Returns (module, TrainResult)."""
+    schedule's first ``result.best_epoch`` epochs (the epoch early stopping chose), keeping the last weights;
+    ``retune`` (see :func:`training_threads`) after every epoch. Returns (module, TrainResult)."""
     import torch
     from dataclasses import replace
 
@@ -662,6 +671,8 @@ def _refit_all_rows(options: FitOptions, hparams: dict, data, prep, config, resu
     with EpochReporter(refit_config.stop_epoch, enabled=dist_info.is_main, bar=options.progress_bar) as reporter:
         def on_epoch_end(record):
             done_epochs[0] = record["epoch"]
+            if retune is not None:
+                retune()
             reporter({**record, "refit": True})
 
         refit = _guarded_train(module, arrays, refit_config, device, dist_info, out / REFIT_CHECKPOINT, on_epoch_end,
