@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archetool.data.tokens import ALPHABETS
 from archetool.errors import ArchetoolError
 
 log = logging.getLogger("archetool")
@@ -59,8 +60,8 @@ class FitOptions:
     data: a file path, or (Python API) an AnnData, a pandas DataFrame or a numpy array with ``feature_names``;
     in-memory data without ``out`` are saved to a new temporary directory (logged; ``model.save`` keeps it).
     likelihood: None (from the features), "gaussian", "bernoulli" or "nb" (raw counts: negative binomial).
-    decoder: "selfies" (a SELFIES sequence decoder that generates molecules), "none", or None = "selfies"
-    for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight,
+    decoder: "smiles" or "selfies" (a sequence decoder of that alphabet that generates molecules), "none", or
+    None = ``prepare.default_alphabet`` (SMILES from 5,000 molecules up) for molecule inputs. decoder_options: SequenceDecoder settings (embedding_dim, hidden_dim, token_weight,
     free_dim, free_beta, word_dropout, read). decoder_epochs (None: as many as epochs) and decoder_lr: the
     second stage, in which the decoder trains alone on the frozen main model; decoder_epochs=0: no such stage,
     the decoder trains beside the main model instead (its loss added to the main model's).
@@ -70,7 +71,7 @@ class FitOptions:
     na_values: extra tokens read as missing values in text tables (pandas' usual set always is).
     overwrite: replace a model already in ``out`` (else refused, see :func:`check_out_dir`); ``resume``
     continues the unfinished fit there instead.
-    max_tokens: the sequence decoder's longest molecule in SELFIES symbols (None: the data's 99.5th
+    max_tokens: the sequence decoder's longest molecule in tokens of its alphabet (None: the data's 99.5th
     percentile); longer molecules train the encoder and side head but not the decoder.
     threads: torch CPU threads (None: :func:`archetool.threads.default_threads`).
     patience: epochs without validation improvement before early stopping (0: never); None: :func:`default_patience`.
@@ -249,8 +250,8 @@ def _fit(options: FitOptions, out: Path):
         raise ArchetoolError(f"--model {options.model!r} is unknown; choose one of {', '.join(MODEL_REGISTRY)}")
     model_adapter = adapter(options.model)
     model_adapter.check_options(options)
-    if options.decoder not in (None, "selfies", "none"):
-        raise ArchetoolError(f"--decoder {options.decoder!r} is unknown; choose selfies (generate molecules) or none")
+    if options.decoder not in (None, *ALPHABETS, "none"):
+        raise ArchetoolError(f"--decoder {options.decoder!r} is unknown; choose smiles or selfies (generate molecules) or none")
     check_decoder_options(options.decoder_options)
     device = resolve_device(options.device)
     dist_info = init_distributed(device)
@@ -291,10 +292,10 @@ def _fit(options: FitOptions, out: Path):
         raise ArchetoolError(f"{data_name}: decoder settings ({', '.join(sorted(options.decoder_options))}) apply to a molecule "
                              "model's sequence decoder, and this fit has none (molecule inputs, without --decoder none, have one)")
     if data.tokens is not None:
-        from archetool.data.selfies_tokens import SelfiesVocabulary
+        from archetool.data.tokens import vocabulary_from_state
         from archetool.models.sequence_decoder import FIT_DEFAULTS
 
-        vocabulary = SelfiesVocabulary.from_state(prep.sequence)
+        vocabulary = vocabulary_from_state(prep.sequence)
         hparams["sequence_decoder"] = {"vocab_size": vocabulary.size, "max_length": vocabulary.max_length,
                                        **FIT_DEFAULTS, **model_adapter.decoder_defaults, **options.decoder_options}
     if dist_info.is_main:

@@ -489,7 +489,7 @@ def _info(config: dict, prep: Preprocessing, directory: Path | None, latent_dim:
         "label": prep.label_column,
         "classes": len(prep.classes) or None,
         "latent_dim": latent_dim,
-        "decoder": (f"selfies ({len(prep.sequence['symbols'])} symbols, up to {prep.sequence['max_length']})"
+        "decoder": (f"{prep.sequence.get('kind', 'selfies')} ({len(prep.sequence['symbols'])} symbols, up to {prep.sequence['max_length']})"
                     if prep.sequence and (config.get("hparams") or {}).get("sequence_decoder") else None),
         "parameters": n_params,
         "hparams": config.get("hparams"),

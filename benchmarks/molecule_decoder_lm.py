@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,47 @@ def token_rows(smiles: list[str], variants: int):
     return vocabulary, tokens, spellings, fallbacks
 
 
+#: atom-level SMILES tokens: bracket atoms, two-letter halogens, ring-bond numbers (%nn), then single characters
+SMILES_TOKEN = re.compile(r"(\[[^\]]+]|Br|Cl|%\d{2}|[A-Za-z]|\d|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$)")
+
+
+class SmilesVocabulary:
+    """``--alphabet smiles``: canonical SMILES as atom-level tokens (same id layout as archetool's SELFIES
+    vocabulary: 0 padding, 1 begin, 2 end, then symbols). A sampled string need not be a molecule: ``decode`` gives
+    None for one RDKit cannot parse, and the benchmark reports validity."""
+
+    def __init__(self, smiles: list[str]):
+        split = [SMILES_TOKEN.findall(s) for s in smiles]
+        self.symbols = sorted(set().union(*split))
+        self.max_length = int(np.percentile([len(t) for t in split], 99.5, method="higher"))
+        self.index = {t: i + 3 for i, t in enumerate(self.symbols)}
+
+    @property
+    def size(self) -> int:
+        return 3 + len(self.symbols)
+
+    def encode(self, smiles: list[str]) -> np.ndarray:
+        out = np.zeros((len(smiles), self.max_length + 1), np.int64)
+        for row, s in enumerate(smiles):
+            tokens = SMILES_TOKEN.findall(s)
+            if len(tokens) <= self.max_length:
+                out[row, :len(tokens)] = [self.index[t] for t in tokens]
+                out[row, len(tokens)] = 2
+        return out
+
+    def atom_mask(self) -> np.ndarray:
+        return np.array([False] * 3 + [t[0].isalpha() or t[0] == "[" for t in self.symbols])
+
+    def decode(self, tokens: np.ndarray) -> list[str | None]:
+        from archetool.data.selfies_tokens import canonical_smiles
+
+        out = []
+        for row in tokens.tolist():
+            text = "".join(self.symbols[t - 3] for t in (row[:row.index(2)] if 2 in row else row) if t >= 3)
+            out.append(canonical_smiles(text))
+        return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--molecules", type=int, default=50000)
@@ -72,6 +114,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=29)
     ap.add_argument("--variants", type=int, default=0)
     ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--alphabet", choices=("selfies", "smiles"), default="selfies",
+                    help="tokens the language model reads and writes (smiles: canonical SMILES, atom-level tokens)")
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--samples", type=int, default=5000)
@@ -86,7 +130,12 @@ def main() -> None:
     RDLogger.DisableLog("rdApp.*")
     torch.manual_seed(0)
     smiles = molecules(args.moses_dir, args.molecules)
-    vocabulary, tokens, spellings, fallbacks = token_rows(smiles, args.variants)
+    if args.alphabet == "smiles":
+        canonical = [Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in smiles]
+        vocabulary, fallbacks = SmilesVocabulary(canonical), 0
+        tokens = spellings = vocabulary.encode(canonical)
+    else:
+        vocabulary, tokens, spellings, fallbacks = token_rows(smiles, args.variants)
     n_val = len(smiles) // 10
     order = np.random.default_rng(0).permutation(len(smiles))
     val, train = order[:n_val], order[n_val:]
@@ -119,15 +168,18 @@ def main() -> None:
     if args.save:
         torch.save(decoder.state_dict(), args.save)
     fcd = FCD(args.moses_dir)
-    row = {"molecules": args.molecules, "hidden": args.hidden, "dropout": args.dropout, "epochs": args.epochs, "variants": args.variants,
+    row = {"molecules": args.molecules, "alphabet": args.alphabet, "hidden": args.hidden, "dropout": args.dropout, "epochs": args.epochs, "variants": args.variants,
            "fallbacks": fallbacks, "lr": args.lr, "train s": round(sum(h["s"] for h in history)),
            "best val tokens": round(min(h["val"] for h in history), 4), "last train tokens": round(history[-1]["train"], 4)}
     generator = torch.Generator().manual_seed(11)
     known = {Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in smiles}
     for temperature in (0.6, 0.7, 0.8, 1.0):
-        out = decoder.generate(torch.zeros(args.samples, 1), temperature=temperature, generator=generator,
+        out = decoder.generate(torch.zeros(args.samples * 5 // 4, 1), temperature=temperature, generator=generator,
                                first_allowed=torch.from_numpy(vocabulary.atom_mask()))
-        generated = [s for s in vocabulary.decode(out.numpy()) if s]
+        decoded = vocabulary.decode(out.numpy())
+        generated = [s for s in decoded if s]
+        row[f"valid T{temperature}"] = round(len(generated) / len(decoded), 3)
+        generated = generated[:args.samples]  # FCD of the same number of molecules for either alphabet
         scores = fcd(generated)
         row[f"FCD test T{temperature}"] = round(scores["test"], 3)
         row[f"FCD scaffold T{temperature}"] = round(scores["test_scaffolds"], 3)

@@ -330,12 +330,12 @@ class FCD:
         return {name: float(calculate_frechet_distance(mu, sigma, st["mu"], st["sigma"])) for name, st in self.stats.items()}
 
 
-def random_selfies(model, n: int, seed: int) -> list[str]:
-    """n random token sequences of the model's SELFIES vocabulary (lengths drawn like the training molecules'),
-    decoded: the FCD ceiling of a generator that knows only the alphabet."""
-    from archetool.data.selfies_tokens import SelfiesVocabulary
+def random_selfies(smiles: list[str], n: int, seed: int) -> list[str]:
+    """n random token sequences of the SELFIES vocabulary of ``smiles`` (the training molecules; lengths up to
+    their 99.5th percentile), decoded: the FCD ceiling of a generator that knows only the alphabet."""
+    from archetool.data.selfies_tokens import SelfiesVocabulary, encode_molecules
 
-    vocabulary = SelfiesVocabulary.from_state(model.prep.sequence)
+    vocabulary = SelfiesVocabulary.build([s for s in encode_molecules(smiles)[0] if s])
     rng = np.random.default_rng(seed)
     atoms = np.flatnonzero(vocabulary.atom_mask())
     lengths = rng.integers(8, vocabulary.max_length + 1, n)
@@ -345,6 +345,24 @@ def random_selfies(model, n: int, seed: int) -> list[str]:
         tokens[i, 1:length] = rng.integers(3, vocabulary.size, length - 1)
         tokens[i, length] = 2
     return [s for s in vocabulary.decode(tokens) if s]
+
+
+def first_draw_validity(model, weights: np.ndarray, temperature: float, seed: int = 5) -> float:
+    """Fraction of one draw of token strings at the simplex points ``weights`` (n, k) that are molecules, before
+    ``sample`` draws the others again (SMILES decoders; SELFIES ones: 1 by construction)."""
+    import torch
+
+    from archetool.analysis import adapter
+    from archetool.data.tokens import vocabulary_from_state
+
+    vocabulary = vocabulary_from_state(model.prep.sequence)
+    latent = torch.from_numpy((weights @ adapter(model.kind).codes(model)).astype(np.float32))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        condition = model.module.sequence_condition(latent, None)
+        tokens = model.module.sequence_decoder.generate(condition, temperature=temperature,
+                                                        first_allowed=torch.from_numpy(vocabulary.atom_mask()))
+    return float(np.mean([s is not None for s in vocabulary.decode(tokens.numpy())]))
 
 
 def main_druglike(args) -> None:
@@ -389,7 +407,7 @@ def main_druglike(args) -> None:
     if args.temperature is None:
         args.temperature = adapter("deepaa").default_temperature(model)
     dec = model.module.sequence_decoder
-    lines.append(f"Decoder: GRU hidden {dec.hidden_dim}, reads {dec.read!r}, word dropout {dec.word_dropout}, free latent "
+    lines.append(f"Decoder: {model.prep.sequence.get('kind', 'selfies')} tokens, GRU hidden {dec.hidden_dim}, reads {dec.read!r}, word dropout {dec.word_dropout}, free latent "
                  f"{dec.free_dim}; sampling temperature {args.temperature}; greedy size guard "
                  f"{'on, heavy atoms ' + str(model.prep.sequence.get('heavy_atoms')) if model.prep.sequence.get('heavy_atoms') else 'off (model saved before it)'}.\n")
     train_set = set(known)  # MOSES convention: canonical generated SMILES against the training SMILES as given
@@ -422,6 +440,7 @@ def main_druglike(args) -> None:
         ok = ~np.isnan(real)
         row["Pearson(pred_logp, RDKit logP)"] = float(pearsonr(sampled["pred_logp"].to_numpy()[ok], real[ok])[0])
         row["Pearson(repred_logp, RDKit logP)"] = float(pearsonr(sampled["repred_logp"].to_numpy()[ok], real[ok])[0])
+        row["first-draw validity"] = first_draw_validity(model, sampled[[f"a{j}" for j in range(4)]].to_numpy(), args.temperature)
         rows.append(row)
         if prior == "posterior":
             prior_logp = real
@@ -429,7 +448,7 @@ def main_druglike(args) -> None:
         pool = pd.read_csv(Path(args.moses_dir) / "train.csv.gz")["SMILES"]
         floor = pool.sample(args.samples, random_state=args.seed + 1).tolist()
         rows.append(measures(floor, f"floor: {args.samples} real MOSES train molecules"))
-    rows.append(measures(random_selfies(model, args.samples, args.seed), f"ceiling: {args.samples} random valid SELFIES"))
+    rows.append(measures(random_selfies(data["smiles"].tolist(), args.samples, args.seed), f"ceiling: {args.samples} random valid SELFIES"))
     for name, pub in PUBLISHED.items():
         rows.append({"set": f"MOSES {name} (published, 1.6M train, 30k samples)"} | {k: v for k, v in pub.items()})
     data_row = {"set": "data (training molecules)", "mean heavy atoms": float(data["heavy_atoms"].mean()),

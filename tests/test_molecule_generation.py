@@ -224,13 +224,18 @@ def test_bad_sample_options(mol_model, args, message):
     assert result.exit_code != 0 and result.stderr.strip() == message
 
 
-def test_decoder_selfies_on_table_data(table_csv, tmp_path):
-    result = run_cli("fit", table_csv, "--decoder", "selfies", "--out", tmp_path / "m", *FAST_FIT)
+@pytest.mark.parametrize("alphabet", ["selfies", "smiles"])
+def test_decoder_on_table_data(table_csv, tmp_path, alphabet):
+    result = run_cli("fit", table_csv, "--decoder", alphabet, "--out", tmp_path / "m", *FAST_FIT)
     assert result.exit_code != 0
-    assert result.stderr.strip() == (f"error: {table_csv}: --decoder selfies generates molecules and needs molecule data "
+    assert result.stderr.strip() == (f"error: {table_csv}: --decoder {alphabet} generates molecules and needs molecule data "
                                      "(.smi, .sdf or a table with a SMILES column), but this is table data; use --decoder none")
-    result = run_cli("fit", table_csv, "--decoder", "smiles", "--out", tmp_path / "m", *FAST_FIT)
-    assert result.stderr.strip() == "error: --decoder 'smiles' is unknown; choose selfies (generate molecules) or none"
+
+
+def test_unknown_decoder(table_csv, tmp_path):
+    result = run_cli("fit", table_csv, "--decoder", "inchi", "--out", tmp_path / "m", *FAST_FIT)
+    assert result.exit_code != 0
+    assert result.stderr.strip() == "error: --decoder 'inchi' is unknown; choose smiles or selfies (generate molecules) or none"
 
 
 def test_sample_without_decoder_says_why(smi_file, tmp_path):

@@ -129,7 +129,7 @@ class ModelAnalysis:
 
     #: what a named ``interpolate`` endpoint is, for the error message
     code_kind = "a class label"
-    #: SequenceDecoder settings for this model's molecules (fit --decoder selfies)
+    #: SequenceDecoder settings for this model's molecules (fit --decoder smiles|selfies)
     decoder_defaults: dict = {}
 
     def check_options(self, options) -> None:

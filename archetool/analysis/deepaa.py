@@ -21,11 +21,13 @@ def archetype_names(k: int) -> list[str]:
     return [f"a{j}" for j in range(k)]
 
 
-#: deepaa's default sampling temperature for models that generate molecules. Measured (issue 18, decoder stage,
-#: posterior prior; benchmarks/results/molecule_generation_round3.md): against 1.0, 0.7 lowers the FCD to MOSES test
-#: (5k molecules: 23.5 -> 19.7) and raises Pearson(pred_logp, RDKit logP) of the decoded molecules (MOSES 0.39 -> 0.46,
-#: NCI 0.72 -> 0.80) and the near-archetype span, with uniqueness 1.0 (MOSES) and 0.96 (NCI).
-MOLECULE_TEMPERATURE = 0.7
+#: deepaa's default sampling temperature for models that generate molecules, by the decoder's alphabet. SELFIES
+#: (issue 18, decoder stage, posterior prior; benchmarks/results/molecule_generation_round3.md): against 1.0, 0.7
+#: lowers the FCD to MOSES test (5k molecules: 23.5 -> 19.7) and raises Pearson(pred_logp, RDKit logP) of the decoded
+#: molecules (MOSES 0.39 -> 0.46, NCI 0.72 -> 0.80), with uniqueness 1.0 (MOSES) and 0.96 (NCI). SMILES: its language
+#: model is best at 1.0 (50k MOSES: FCD 0.42 against 1.06 at 0.8 and 1.73 at 0.7; the strings a lower temperature
+#: would avoid are mostly no molecule and are drawn again; benchmarks/results/molecule_decoder_lm.md).
+MOLECULE_TEMPERATURE = {"selfies": 0.7, "smiles": 1.0}
 
 
 class DeepAAAnalysis(ModelAnalysis):
@@ -35,10 +37,10 @@ class DeepAAAnalysis(ModelAnalysis):
     decoder_defaults = {"read": "decoded"}
 
     def default_temperature(self, model) -> float:
-        """:data:`MOLECULE_TEMPERATURE` for a model with a sequence decoder, else 1.0."""
+        """:data:`MOLECULE_TEMPERATURE` of the decoder's alphabet for a model with a sequence decoder, else 1.0."""
         from archetool.analysis.generation import has_decoder
 
-        return MOLECULE_TEMPERATURE if has_decoder(model) else 1.0
+        return MOLECULE_TEMPERATURE[model.prep.sequence.get("kind", "selfies")] if has_decoder(model) else 1.0
 
     def check_options(self, options) -> None:
         if options.k < 2:

@@ -31,7 +31,7 @@ def no_decoder_reason(model) -> str:
     where = model.directory or "this model"
     return (f"{where}: no new molecules were generated: the model was fitted with --decoder none, so it has no "
             "sequence decoder; the table holds decoded features and the nearest real molecules (refit with "
-            "--decoder selfies to generate molecules)")
+            "--decoder smiles or selfies to generate molecules)")
 
 
 #: greedy decodes outside the data's size range: the most likely of this many samples at this temperature inside it
@@ -42,23 +42,25 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
                     batch_size: int = 2048) -> list[str | None]:
     """Latent points (m, d) [+ class ids (m,)] -> RDKit canonical SMILES (m) of decoded molecules.
 
-    ``temperature`` > 0: tokens sampled at that temperature (torch's global RNG). 0: greedy decoding (the most
-    likely token at each step), held to the data's size range: where the greedy molecule's heavy atoms fall
-    outside the training molecules' 5-95 % range (a language model's greedy decode can run on into a long
-    carbon chain), it is replaced by the most likely (total log-probability under the decoder) of
-    ``SIZE_GUARD_TRIES`` samples at temperature ``SIZE_GUARD_TEMPERATURE`` that lie inside it, drawn with a
-    fixed seed (greedy decodes stay reproducible); if none does, the greedy molecule stays. Logged.
+    ``temperature`` > 0: tokens sampled at that temperature (torch's global RNG); with a SMILES decoder, a string
+    that is no molecule is drawn again at the same latent point, up to ``REDRAW_ROUNDS`` times (logged; a row
+    still without one is None). 0: greedy decoding (the most likely token at each step), held to the data's size
+    range: where the greedy molecule's heavy atoms fall outside the training molecules' 5-95 % range (a language
+    model's greedy decode can run on into a long carbon chain) or it is no molecule, it is replaced by the most
+    likely (total log-probability under the decoder) of ``SIZE_GUARD_TRIES`` samples at temperature
+    ``SIZE_GUARD_TEMPERATURE`` that lie inside it (else the most likely that is a molecule), drawn with a fixed
+    seed (greedy decodes stay reproducible); if none is, the greedy decode stays. Logged.
     """
     import torch
 
-    from archetool.data.selfies_tokens import SelfiesVocabulary
+    from archetool.data.tokens import vocabulary_from_state
 
     module = model.module
-    vocabulary = SelfiesVocabulary.from_state(model.prep.sequence)
+    vocabulary = vocabulary_from_state(model.prep.sequence)
     out: list[str | None] = []
     latent = np.asarray(latent, np.float32)
     first = torch.from_numpy(vocabulary.atom_mask())
-    guarded = [0, 0]
+    guarded, redrawn = [0, 0], [0, 0]
     with torch.no_grad():
         for start in range(0, len(latent), batch_size):
             z = torch.from_numpy(latent[start : start + batch_size]).to(model.device)
@@ -68,13 +70,41 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
             smiles = vocabulary.decode(tokens.cpu().numpy())
             if temperature <= 0 and vocabulary.heavy_atoms is not None:
                 smiles = _hold_to_size_range(module.sequence_decoder, condition, smiles, vocabulary, first, guarded)
+            elif temperature > 0 and vocabulary.may_be_invalid:
+                smiles = _redraw_invalid(module.sequence_decoder, condition, smiles, vocabulary, first, float(temperature), redrawn)
             out.extend(smiles)
     if guarded[0]:
         lo, hi = vocabulary.heavy_atoms
-        log.info("%d of %d greedy decodes had a heavy-atom count outside the training molecules' 5-95 %% range (%d-%d); "
-                 "%d replaced by the most likely of %d samples at temperature %g inside it", guarded[0], len(latent),
-                 lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
+        log.info("%d of %d greedy decodes were no molecule or had a heavy-atom count outside the training molecules' "
+                 "5-95 %% range (%d-%d); %d replaced by the most likely of %d samples at temperature %g", guarded[0],
+                 len(latent), lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
+    if redrawn[0]:
+        log.info("%d of %d sampled SMILES strings were no molecule (the decoder's least likely ones) and were drawn again "
+                 "at the same latent points%s", redrawn[0], len(latent),
+                 f"; {redrawn[1]} rows still have none after {REDRAW_ROUNDS} draws" if redrawn[1] else "")
     return out
+
+
+#: a sampled SMILES string that is no molecule is drawn again at its latent point up to this many times
+REDRAW_ROUNDS = 10
+
+
+def _redraw_invalid(decoder, condition, smiles: list[str | None], vocabulary, first, temperature: float,
+                    counts: list[int]) -> list[str | None]:
+    """Sampled ``smiles`` (m) at ``condition`` (m, C): the rows that are no molecule drawn again (same temperature)
+    until each is one or ``REDRAW_ROUNDS`` draws are spent; ``counts`` gets [first-draw failures, rows left]."""
+    smiles = list(smiles)
+    missing = [i for i, s in enumerate(smiles) if s is None]
+    counts[0] += len(missing)
+    for _ in range(REDRAW_ROUNDS):
+        if not missing:
+            break
+        tokens = decoder.generate(condition[missing], temperature=temperature, first_allowed=first)
+        for i, s in zip(missing, vocabulary.decode(tokens.cpu().numpy())):
+            smiles[i] = s
+        missing = [i for i in missing if smiles[i] is None]
+    counts[1] += len(missing)
+    return smiles
 
 
 def heavy_atoms(smiles: str | None) -> int | None:
@@ -108,6 +138,8 @@ def _hold_to_size_range(decoder, condition, smiles: list[str | None], vocabulary
             logp = decoder.sequence_log_prob(cond, tokens).cpu().numpy()
             drawn = vocabulary.decode(tokens.cpu().numpy())
             fits = [j for j in range(tries) if (n := heavy_atoms(drawn[j])) is not None and lo <= n <= hi]
+            if not fits and smiles[i] is None:  # no molecule at all: the most likely sample that is one
+                fits = [j for j in range(tries) if drawn[j] is not None]
             chosen[key] = drawn[max(fits, key=lambda j: logp[j])] if fits else None
         if chosen[key] is not None:
             smiles[i] = chosen[key]
@@ -206,7 +238,7 @@ class Reference:
     """
 
     def __init__(self, ids: np.ndarray, smiles: list[str]):
-        from archetool.data.selfies_tokens import canonical_smiles
+        from archetool.data.tokens import canonical_smiles
 
         canonical = [canonical_smiles(str(s)) for s in smiles]
         keep = [i for i, c in enumerate(canonical) if c is not None]

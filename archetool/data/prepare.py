@@ -337,9 +337,10 @@ def load_training_data(
     """Read, validate and featurise a training file (or in-memory data, see ``open_source``).
     Raises InputError with one line on bad input.
 
-    ``decoder``: "selfies" (SELFIES tokens for the molecule sequence decoder), "none", or None = "selfies"
-    for molecule inputs and "none" otherwise. ``max_tokens``: the decoder's longest molecule in SELFIES
-    symbols (None: the 99.5th percentile of the data's); longer ones are left out of its loss (logged).
+    ``decoder``: the molecule sequence decoder's alphabet, "smiles" or "selfies" (see
+    :mod:`archetool.data.tokens`), or "none"; None: :func:`default_alphabet` for molecule inputs, "none"
+    otherwise. ``max_tokens``: the decoder's longest molecule in tokens (None: the 99.5th percentile of the
+    data's); longer ones are left out of its loss (logged).
     """
     options = read_options or ReadOptions()
     source = open_source(path, options)
@@ -392,17 +393,17 @@ def load_training_data(
     rejects = rejects_table(batch, feats.rejects)
     if feats.valid.sum() == 0:
         raise InputError(f"{path}: none of the {len(batch)} SMILES could be parsed by RDKit; check the SMILES column")
-    selfies = None
-    if (decoder or ("selfies" if smiles_column else "none")) == "selfies":
+    sequences, alphabet = None, decoder or (default_alphabet(int(feats.valid.sum())) if smiles_column else "none")
+    if alphabet != "none":
         if not smiles_column:
-            raise InputError(f"{path}: --decoder selfies generates molecules and needs molecule data (.smi, .sdf or a "
+            raise InputError(f"{path}: --decoder {alphabet} generates molecules and needs molecule data (.smi, .sdf or a "
                              f"table with a SMILES column), but this is {source.kind} data; use --decoder none")
-        selfies = np.full(len(batch), None, dtype=object)
+        sequences = np.full(len(batch), None, dtype=object)
         rows = np.flatnonzero(feats.valid)
         smiles_all = batch.obs[smiles_column].astype(str).to_numpy()
-        encoded, reasons = _selfies(smiles_all[rows].tolist())
+        encoded, reasons = _sequences(smiles_all[rows].tolist(), alphabet)
         bad = [(int(i), why) for i, why in zip(rows, reasons) if why is not None]
-        selfies[rows] = encoded
+        sequences[rows] = encoded
         if bad:
             feats_ok = np.ones(len(batch), bool)
             feats_ok[[i for i, _ in bad]] = False
@@ -443,14 +444,14 @@ def load_training_data(
     data = Dataset(ids=ids, x=prep.scale_x(x), obs=obs, rejects=rejects)
     if smiles_column:
         data.smiles = obs[smiles_column].astype(str).to_numpy()
-    if selfies is not None:
-        from archetool.data.selfies_tokens import SelfiesVocabulary
+    if sequences is not None:
+        from archetool.data.tokens import vocabulary_class
 
-        kept = selfies[keep].tolist()
-        vocabulary = SelfiesVocabulary.build(kept, max_length=max_tokens)
+        kept = sequences[keep].tolist()
+        vocabulary = vocabulary_class(alphabet).build(kept, max_length=max_tokens)
         prep.sequence = vocabulary.state()
         data.tokens = vocabulary.encode(kept)
-        _log_long_molecules(path, data.tokens, vocabulary.max_length, max_tokens)
+        _log_long_molecules(path, data.tokens, vocabulary, max_tokens)
     if side:
         raw = obs[side].to_numpy(dtype=np.float64)
         prep.side_names = side
@@ -494,32 +495,48 @@ def _molecule_features(featurizer, batch: RawBatch, path, smiles_column: str):
                     rejects=[(int(i), smiles[i]) for i in np.flatnonzero(~valid)])
 
 
-def _selfies(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
-    """:func:`encode_molecules` through the feature cache."""
+#: the default alphabet is SMILES from this many molecules up, SELFIES below (``fit --decoder`` chooses): see
+#: :func:`default_alphabet`
+SMILES_FROM_MOLECULES = 5000
+
+
+def default_alphabet(n_molecules: int) -> str:
+    """The sequence decoder's alphabet for a fit of ``n_molecules``: "smiles" from :data:`SMILES_FROM_MOLECULES` up
+    (a SMILES language model learns the data's distribution far better: FCD to MOSES test 0.42 against 4.05 with
+    SELFIES at 50,000 molecules), "selfies" below, where a SMILES model still writes many strings that are no
+    molecule and SELFIES' guarantee that every string is one matters more."""
+    return "smiles" if n_molecules >= SMILES_FROM_MOLECULES else "selfies"
+
+
+def _sequences(smiles: list[str], alphabet: str) -> tuple[list[str | None], list[str | None]]:
+    """The molecules as the decoder's strings (canonical SMILES, or their SELFIES), through the feature cache:
+    (strings or None (n), reasons or None (n))."""
+    from archetool.data import selfies_tokens, smiles_tokens
     from archetool.data.feature_cache import cached
-    from archetool.data.selfies_tokens import encode_molecules
+
+    encode = {"selfies": selfies_tokens.encode_molecules, "smiles": smiles_tokens.encode_molecules}[alphabet]
 
     def compute():
-        encoded, reasons = encode_molecules(smiles)
-        return {"selfies": np.array([e or "" for e in encoded], dtype=str),
+        encoded, reasons = encode(smiles)
+        return {"strings": np.array([e or "" for e in encoded], dtype=str),
                 "reasons": np.array([r or "" for r in reasons], dtype=str)}
 
-    out = cached("selfies", smiles, {}, compute)
-    return [e or None for e in out["selfies"].tolist()], [r or None for r in out["reasons"].tolist()]
+    out = cached(alphabet, smiles, {"layout": 2}, compute)  # layout 2: the "strings" array
+    return [e or None for e in out["strings"].tolist()], [r or None for r in out["reasons"].tolist()]
 
 
-def _log_long_molecules(path, tokens: np.ndarray, max_length: int, max_tokens: int | None) -> None:
+def _log_long_molecules(path, tokens: np.ndarray, vocabulary, max_tokens: int | None) -> None:
     """Say how many molecules are longer than the decoder's ``max_length`` (their token rows are all padding)."""
-    from archetool.data.selfies_tokens import LENGTH_PERCENTILE, PAD
+    from archetool.data.tokens import LENGTH_PERCENTILE, PAD
 
     long = int((tokens[:, 0] == PAD).sum())
     if not long:
         return
     why = (f"--max-tokens {max_tokens}" if max_tokens is not None
            else f"the {LENGTH_PERCENTILE:g}th percentile of the data's lengths; --max-tokens N raises it")
-    log.warning("%s: %d of %d molecules have more than %d SELFIES symbols (%s): they train the encoder and the "
+    log.warning("%s: %d of %d molecules have more than %d %s (%s): they train the encoder and the "
                 "side head but are left out of the sequence decoder's loss, so they do not lengthen every epoch",
-                path, long, len(tokens), max_length, why)
+                path, long, len(tokens), vocabulary.max_length, vocabulary.unit, why)
 
 
 def _warn_duplicate_ids(path, ids: np.ndarray, id_column: str | None) -> None:
