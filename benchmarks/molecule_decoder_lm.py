@@ -1,10 +1,11 @@
 """The molecule decoder as a language model of MOSES molecules: how its size and training data move FCD (issue 18).
 
 The deepaa decoder's condition is a function of the simplex point, three numbers for k = 4, so what makes its samples
-look like the data (FCD) is mostly how good a language model of SELFIES it is. This benchmark trains
+look like the data (FCD) is mostly how good a language model of molecules it is. This benchmark trains
 ``archetool.models.sequence_decoder.SequenceDecoder`` alone, with a constant condition (an unconditional language
 model; the real decoder also reads the model's decoded features and scores ~0.08 nats lower), on n random MOSES
-training molecules (seed 7, archetool's own SELFIES vocabulary and encoding; 10 % held out), with Adam at the decoder
+training molecules (seed 7, archetool's own SELFIES vocabulary and encoding, or ``--alphabet smiles``: canonical
+SMILES as atom-level tokens, where a sampled string may be no molecule and validity is reported; 10 % held out), with Adam at the decoder
 stage's learning rate, decaying to a tenth, batches of 128; then samples 5,000 molecules at temperatures 0.7 and 1.0
 (seed 11) and scores them with the same FCD as ``molecule_generation.py`` (MOSES test and scaffold-test statistics).
 

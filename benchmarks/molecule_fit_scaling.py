@@ -1,5 +1,5 @@
 """Molecule fits at scale (issue 18, item 4): time and peak memory of ``archetool fit`` on 5k / 20k / 50k random
-MOSES training molecules (side: RDKit Crippen logP), featurisation and the SELFIES decoder included, against
+MOSES training molecules (side: RDKit Crippen logP), featurisation and the sequence decoder included, against
 the code before issue 18 (``--baseline DIR``: a checkout of it, e.g. ``git worktree add /tmp/base 848f634``)
 side by side in the same run.
 
@@ -128,7 +128,7 @@ def main() -> None:
              + (" --no-refit" if args.no_refit else "") + (f" --threads {args.threads}" if args.threads else "")
              + (f" --omp-threads {args.omp_threads}" if args.omp_threads else "") + "`",
              "Each fit: `archetool fit moses_<n>.smi --side logp" + (f" --epochs {args.epochs}" if args.epochs else "")
-             + "` (deepaa k=4, SELFIES decoder, default patience 15, then the decoder stage); random MOSES train subsets, "
+             + "` (deepaa k=4, the default decoder (SMILES from 5,000 molecules up), default patience 15, then the decoder stage); random MOSES train subsets, "
              "seed 0, nested. `epochs`, `s / epoch`: the main fit's (the decoder trains in its own stage since issue 18 round 4); "
              "`decoder val tokens`: the decoder stage's best validation token loss (the decoder that is kept); `decoder s`: "
              "the stage's seconds.",

@@ -1,4 +1,4 @@
-"""De novo molecules from the SELFIES sequence decoder (issue 11): quality, steering, interpolation, classes, time.
+"""De novo molecules from the sequence decoder (issue 11; SMILES or SELFIES tokens): quality, steering, interpolation, classes, time.
 
 Data: a seeded QM9 subsample from ``qm9pack`` that leaves out every molecule of sample_data/molecules.smi
 (install it for the benchmark only: ``pip install --no-deps qm9pack``), with side information RDKit computes
