@@ -112,3 +112,17 @@ def test_a_smiles_decoder_fit_generates_molecules(smi_file, tmp_path):
     table = pd.read_csv(tmp_path / "s.csv")
     drawn = table["smiles"].dropna()
     assert len(drawn) >= 15 and all(Chem.MolFromSmiles(s) is not None for s in drawn)
+
+
+def test_fits_of_many_molecules_get_smiles_by_default(smi_file, tmp_path, monkeypatch):
+    import archetool
+    from archetool.data import prepare
+
+    monkeypatch.setattr(prepare, "SMILES_FROM_MOLECULES", len(MOLECULES))  # the file has exactly this many
+    options = dict(side=["heat_capacity"], k=3, n_bits=128, descriptors=False, epochs=2, batch_size=32, hidden=[32, 16],
+                   progress_bar=False)
+    model = archetool.fit(str(smi_file), out=str(tmp_path / "many"), **options)
+    assert model.prep.sequence["kind"] == "smiles"
+    monkeypatch.setattr(prepare, "SMILES_FROM_MOLECULES", len(MOLECULES) + 1)
+    model = archetool.fit(str(smi_file), out=str(tmp_path / "few"), **options)
+    assert model.prep.sequence["kind"] == "selfies"
