@@ -126,3 +126,22 @@ def test_fits_of_many_molecules_get_smiles_by_default(smi_file, tmp_path, monkey
     monkeypatch.setattr(prepare, "SMILES_FROM_MOLECULES", len(MOLECULES) + 1)
     model = archetool.fit(str(smi_file), out=str(tmp_path / "few"), **options)
     assert model.prep.sequence["kind"] == "selfies"
+
+
+def test_rows_left_without_a_molecule_are_one_warning_and_an_empty_cell(smi_file, tmp_path, monkeypatch, caplog):
+    import archetool
+    from archetool.analysis import generation
+
+    model = archetool.fit(str(smi_file), out=str(tmp_path / "m"), side=["heat_capacity"], k=3, n_bits=128,
+                          descriptors=False, epochs=2, batch_size=32, hidden=[32, 16], progress_bar=False,
+                          decoder="smiles")
+    monkeypatch.setattr(SmilesVocabulary, "string_to_smiles", staticmethod(lambda string: None))  # nothing parses
+    monkeypatch.setattr(generation, "REDRAW_ROUNDS", 2)
+    with caplog.at_level("INFO", logger="archetool"):
+        table = model.sample(4, seed=1, temperature=1.0)
+    assert table["smiles"].isna().all()
+    lines = [r.getMessage() for r in caplog.records if "no molecule" in r.getMessage()]
+    assert lines == ["4 of 4 sampled SMILES strings were no molecule and were drawn again at the same latent points",
+                     "4 of 4 rows have no molecule after 3 draws at their latent point (their smiles column is empty): "
+                     "points far from the training molecules; sample nearer them (the default --prior posterior) or "
+                     "at a lower --temperature"]

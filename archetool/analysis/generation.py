@@ -79,9 +79,12 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
                  "5-95 %% range (%d-%d); %d replaced by the most likely of %d samples at temperature %g", guarded[0],
                  len(latent), lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
     if redrawn[0]:
-        log.info("%d of %d sampled SMILES strings were no molecule (the decoder's least likely ones) and were drawn again "
-                 "at the same latent points%s", redrawn[0], len(latent),
-                 f"; {redrawn[1]} rows still have none after {REDRAW_ROUNDS} draws" if redrawn[1] else "")
+        log.info("%d of %d sampled SMILES strings were no molecule and were drawn again at the same latent points",
+                 redrawn[0], len(latent))
+    if redrawn[1]:
+        log.warning("%d of %d rows have no molecule after %d draws at their latent point (their smiles column is empty): "
+                    "points far from the training molecules; sample nearer them (the default --prior posterior) or "
+                    "at a lower --temperature", redrawn[1], len(latent), REDRAW_ROUNDS + 1)
     return out
 
 
