@@ -366,7 +366,7 @@ def test_set_decoder_settings_reach_the_decoder_and_a_wrong_one_is_one_line(tmp_
     bad = run_cli("fit", path, "--set", "decoder.hidden=24", "--out", tmp_path / "b", *FIT)
     assert bad.exit_code != 0 and bad.stderr.strip() == (
         "error: unknown decoder setting 'hidden' (--set decoder.hidden=...); choose from embedding_dim, hidden_dim, "
-        "condition_width, token_weight, free_dim, free_beta, word_dropout, read, dropout")
+        "condition_width, token_weight, free_dim, free_beta, word_dropout, read, dropout, mix")
     table = tmp_path / "t.csv"
     table.write_text("id,a,b\n" + "".join(f"r{i},{i % 7},{i % 5}\n" for i in range(40)))
     none = run_cli("fit", table, "--set", "decoder.hidden_dim=24", "--out", tmp_path / "t", *FIT)

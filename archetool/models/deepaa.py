@@ -309,7 +309,13 @@ class DeepAA(ArchetoolModule):
     def decoder_condition(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The decoder's condition at t = mu + sigma·eps (n, d), eps ~ N(0, 1), as ``loss_terms`` gives it (with
         what the decoder's ``read`` setting adds: :meth:`sequence_condition`)."""
-        return self.sequence_condition(parts["condition_mu"] + parts["condition_sigma"] * torch.randn_like(parts["condition_sigma"]))
+        t = parts["condition_mu"] + parts["condition_sigma"] * torch.randn_like(parts["condition_sigma"])
+        decoder = self.sequence_decoder
+        if decoder.training and decoder.mix > 0 and len(t) > 1:  # see SequenceDecoder's mix
+            moved = torch.rand(len(t), 1, device=t.device) < decoder.mix
+            lam = 0.5 + 0.5 * torch.rand(len(t), 1, device=t.device)
+            t = torch.where(moved, lam * t + (1 - lam) * t[torch.randperm(len(t), device=t.device)], t)
+        return self.sequence_condition(t)
 
     @torch.no_grad()
     def metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -49,12 +49,15 @@ class SequenceDecoder(nn.Module):
     word_dropout: fraction of teacher-forced input tokens replaced by padding in training (makes the GRU lean
     on c and z rather than on the previous token); read: what the main model hands over as c (see
     :data:`READS`; the main model builds it, this module only records the choice); dropout: fraction of the token
-    embeddings' and the GRU outputs' units zeroed in training (regularises a GRU that over-fits)."""
+    embeddings' and the GRU outputs' units zeroed in training (regularises a GRU that over-fits); mix: fraction
+    of training rows whose latent point the main model moves part of the way (a share 1 - lam, lam ~ U(0.5, 1))
+    toward another row's before building c, the row's own molecule still the target (deepaa; teaches the decoder
+    the stretches between training molecules that ``interpolate`` crosses)."""
 
     def __init__(self, vocab_size: int, max_length: int, condition_dim: int, embedding_dim: int = 32,
                  hidden_dim: int = 128, condition_width: int = 32, token_weight: float = 1.0, free_dim: int = 0,
                  source_dim: int = 0, free_beta: float = 1.0, word_dropout: float = 0.0, read: str = "latent",
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, mix: float = 0.0):
         super().__init__()
         if read not in READS:
             raise ValueError(f"unknown decoder read {read!r}; choose one of {', '.join(READS)}")
@@ -64,6 +67,7 @@ class SequenceDecoder(nn.Module):
         self.token_weight = float(token_weight)
         self.free_dim, self.source_dim = int(free_dim), int(source_dim)
         self.free_beta, self.word_dropout, self.dropout = float(free_beta), float(word_dropout), float(dropout)
+        self.mix = float(mix)
         if self.free_dim and not self.source_dim:
             raise ValueError("a free latent (free_dim > 0) needs source_dim, the size of the features q(z | x) reads")
         width = self.condition_width + (self.hidden_dim if self.free_dim else 0)
@@ -86,7 +90,7 @@ class SequenceDecoder(nn.Module):
                     embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim,
                     condition_width=self.condition_width, token_weight=self.token_weight, free_dim=self.free_dim,
                     source_dim=self.source_dim, free_beta=self.free_beta, word_dropout=self.word_dropout,
-                    read=self.read, dropout=self.dropout)
+                    read=self.read, dropout=self.dropout, mix=self.mix)
 
     @staticmethod
     def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
