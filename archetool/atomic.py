@@ -21,6 +21,25 @@ from typing import Iterator
 from archetool.errors import ArchetoolError, first_line
 
 
+#: an interrupt (Ctrl-C, SIGTERM) whose exception Python may have swallowed: a signal handler's exception raised
+#: while a weakref callback or __del__ runs (e.g. inside importlib's module locks) is printed as "Exception
+#: ignored" and the program runs on. The handlers record it here, and no output is committed after it.
+_pending_interrupt: BaseException | None = None
+
+
+def note_interrupt(err: BaseException) -> BaseException:
+    """Record ``err`` (from a signal handler, before raising it) and return it."""
+    global _pending_interrupt
+    _pending_interrupt = err
+    return err
+
+
+def raise_pending_interrupt() -> None:
+    """Raise the recorded interrupt, if any: called before an output is renamed onto its target."""
+    if _pending_interrupt is not None:
+        raise _pending_interrupt
+
+
 class OutputError(ArchetoolError):
     """An output could not be written (disk full, quota, read-only file system); nothing was left half-written."""
 
@@ -138,6 +157,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         if tmp_path.is_dir():
             raise IsADirectoryError(tmp_path)
         os.chmod(tmp_path, FILE_MODE)
+        raise_pending_interrupt()
         os.replace(tmp_path, target)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -168,6 +188,7 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        raise_pending_interrupt()
         if not target.exists():
             os.replace(tmp, target)
             return

@@ -123,8 +123,12 @@ class _Commands(TyperGroup):
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx):
+        from archetool import atomic
+
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            atomic.raise_pending_interrupt()  # a signal whose exception Python swallowed: the command still ends interrupted
+            return result
         except ArchetoolError as err:
             typer.echo(f"error: {_name_stdin(str(err))}", err=True)
             raise typer.Exit(err.exit_code) from None
@@ -173,8 +177,20 @@ class Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
+def _on_signal(signum, frame) -> None:
+    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt, recorded first (see ``atomic.note_interrupt``: if Python
+    swallows the exception, no output is committed after it and the command still ends interrupted)."""
+    from archetool import atomic
+
+    raise atomic.note_interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+
+
+def _unraisable(info) -> None:
+    """sys.unraisablehook: an interrupt's exception that Python could not raise (see :func:`_on_signal`) is not
+    printed as a traceback; it was recorded and ends the command with its one line. Anything else as usual."""
+    if isinstance(info.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(info)
 
 
 def _resume_command() -> str:
@@ -586,7 +602,10 @@ def example(
 
 def main() -> None:
     """Console entry point (``archetool`` and ``python -m archetool``)."""
-    signal.signal(signal.SIGTERM, _on_sigterm)  # handled like Ctrl-C: files cleaned up, one line, exit 143
+    signal.signal(signal.SIGTERM, _on_signal)  # handled like Ctrl-C: files cleaned up, one line, exit 143
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (cmd &)
+        signal.signal(signal.SIGINT, _on_signal)
+    sys.unraisablehook = _unraisable
     try:
         app()
     except KeyboardInterrupt as err:  # outside a command (e.g. while importing)
