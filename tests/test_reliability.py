@@ -24,24 +24,35 @@ def test_torchrun_two_cpu_processes_match_single_process_quality(tmp_path):
     data = tmp_path / "t.csv"
     make_table(n=1000).to_csv(data, index=False)
     common = ["--side", "y", "--k", "3", "--epochs", "25", "--batch-size", "64", "--hidden", "32,16", "--seed", "3", "--patience", "0"]
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "archetool", "fit", str(data), "--out", str(tmp_path / "ddp"), *common],
-        capture_output=True, text=True, env=ENV, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    def torchrun(out):
+        return subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+             "-m", "archetool", "fit", str(data), "--out", str(out), *common],
+            capture_output=True, text=True, env=ENV, timeout=300,
+        )
+
+    out = tmp_path / "ddp"
+    run = torchrun(out)
+    if run.returncode != 0 and "(SIGABRT)" in run.stderr:
+        # once in ~10 CI runs on a loaded 2-core machine a rank aborted inside gloo (SIGABRT, no Python
+        # traceback) and the run passed when repeated; a second failure fails the test with both logs
+        first = run.stderr
+        out = tmp_path / "ddp-again"
+        run = torchrun(out)
+        assert run.returncode == 0, first[-3000:] + "\n--- and again ---\n" + run.stderr[-3000:]
+    assert run.returncode == 0, run.stderr[-4000:]
     single = subprocess.run(archetool_cmd("fit", data, "--out", tmp_path / "one", *common), capture_output=True, text=True, env=ENV, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
     import json
 
-    ddp_cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    ddp_cfg = json.loads((out / "config.json").read_text())
     one_cfg = json.loads((tmp_path / "one" / "config.json").read_text())
     assert ddp_cfg["world_size"] == 2 and one_cfg["world_size"] == 1
     print(ddp_cfg["summary"], one_cfg["summary"])
     assert ddp_cfg["summary"]["val_r2_y"] > 0.6
     assert abs(ddp_cfg["summary"]["val_r2_y"] - one_cfg["summary"]["val_r2_y"]) < 0.15
     assert run.stderr.count("saved deepaa model") == 1  # rank 0 alone writes and reports
-    assert len(pd.read_csv(tmp_path / "ddp" / "history.csv")) == 25
+    assert len(pd.read_csv(out / "history.csv")) == 25
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):

@@ -299,6 +299,7 @@ def test_info_of_a_model_saved_before_the_json_summary_loads_it(tmp_path, fitted
     assert result.stderr.strip() == f"error: {old / 'weights.pt'}: not a saved torch state dict (truncated or corrupt); re-run 'archetool fit'"
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed exception, on purpose
 def test_a_signal_whose_exception_python_swallowed_still_stops_every_output(tmp_path, fitted, monkeypatch):
     """A SIGTERM handled while a weakref callback runs (e.g. in importlib's module locks) has its exception printed
     as "Exception ignored" and the command runs on (seen once in CI: embed exited 0 and wrote its file). The
