@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -67,47 +66,6 @@ def token_rows(smiles: list[str], variants: int):
     return vocabulary, tokens, spellings, fallbacks
 
 
-#: atom-level SMILES tokens: bracket atoms, two-letter halogens, ring-bond numbers (%nn), then single characters
-SMILES_TOKEN = re.compile(r"(\[[^\]]+]|Br|Cl|%\d{2}|[A-Za-z]|\d|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$)")
-
-
-class SmilesVocabulary:
-    """``--alphabet smiles``: canonical SMILES as atom-level tokens (same id layout as archetool's SELFIES
-    vocabulary: 0 padding, 1 begin, 2 end, then symbols). A sampled string need not be a molecule: ``decode`` gives
-    None for one RDKit cannot parse, and the benchmark reports validity."""
-
-    def __init__(self, smiles: list[str]):
-        split = [SMILES_TOKEN.findall(s) for s in smiles]
-        self.symbols = sorted(set().union(*split))
-        self.max_length = int(np.percentile([len(t) for t in split], 99.5, method="higher"))
-        self.index = {t: i + 3 for i, t in enumerate(self.symbols)}
-
-    @property
-    def size(self) -> int:
-        return 3 + len(self.symbols)
-
-    def encode(self, smiles: list[str]) -> np.ndarray:
-        out = np.zeros((len(smiles), self.max_length + 1), np.int64)
-        for row, s in enumerate(smiles):
-            tokens = SMILES_TOKEN.findall(s)
-            if len(tokens) <= self.max_length:
-                out[row, :len(tokens)] = [self.index[t] for t in tokens]
-                out[row, len(tokens)] = 2
-        return out
-
-    def atom_mask(self) -> np.ndarray:
-        return np.array([False] * 3 + [t[0].isalpha() or t[0] == "[" for t in self.symbols])
-
-    def decode(self, tokens: np.ndarray) -> list[str | None]:
-        from archetool.data.selfies_tokens import canonical_smiles
-
-        out = []
-        for row in tokens.tolist():
-            text = "".join(self.symbols[t - 3] for t in (row[:row.index(2)] if 2 in row else row) if t >= 3)
-            out.append(canonical_smiles(text))
-        return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--molecules", type=int, default=50000)
@@ -132,8 +90,10 @@ def main() -> None:
     torch.manual_seed(0)
     smiles = molecules(args.moses_dir, args.molecules)
     if args.alphabet == "smiles":
+        from archetool.data.smiles_tokens import SmilesVocabulary
+
         canonical = [Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in smiles]
-        vocabulary, fallbacks = SmilesVocabulary(canonical), 0
+        vocabulary, fallbacks = SmilesVocabulary.build(canonical), 0
         tokens = spellings = vocabulary.encode(canonical)
     else:
         vocabulary, tokens, spellings, fallbacks = token_rows(smiles, args.variants)

@@ -511,13 +511,11 @@ def default_alphabet(n_molecules: int) -> str:
 def _sequences(smiles: list[str], alphabet: str) -> tuple[list[str | None], list[str | None]]:
     """The molecules as the decoder's strings (canonical SMILES, or their SELFIES), through the feature cache:
     (strings or None (n), reasons or None (n))."""
-    from archetool.data import selfies_tokens, smiles_tokens
     from archetool.data.feature_cache import cached
-
-    encode = {"selfies": selfies_tokens.encode_molecules, "smiles": smiles_tokens.encode_molecules}[alphabet]
+    from archetool.data.tokens import vocabulary_class
 
     def compute():
-        encoded, reasons = encode(smiles)
+        encoded, reasons = vocabulary_class(alphabet).encode_molecules(smiles)
         return {"strings": np.array([e or "" for e in encoded], dtype=str),
                 "reasons": np.array([r or "" for r in reasons], dtype=str)}
 

@@ -50,6 +50,10 @@ class SelfiesVocabulary(TokenVocabulary):
         return heavy_atom_count(symbols)
 
     @staticmethod
+    def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
+        return encode_molecules(smiles)
+
+    @staticmethod
     def string_to_smiles(string: str) -> str | None:
         import selfies as sf
 

@@ -41,6 +41,10 @@ class SmilesVocabulary(TokenVocabulary):
     def string_to_smiles(string: str) -> str | None:
         return canonical_smiles(string)
 
+    @staticmethod
+    def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
+        return encode_molecules(smiles)
+
 
 def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
     """SMILES (n) -> (canonical SMILES or None (n), reason or None (n)): None marks a molecule RDKit cannot parse."""

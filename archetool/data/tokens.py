@@ -6,7 +6,7 @@ Token ids: 0 = padding, 1 = begin, 2 = end, then the training molecules' symbols
 - ``smiles`` (:mod:`archetool.data.smiles_tokens`): canonical SMILES as atom-level tokens. A sampled string need
   not be a molecule; generation draws such rows again. The better language model at scale: on 50,000 MOSES
   molecules (same 256-unit GRU, 29 epochs) FCD to MOSES test 0.42 at temperature 1, against 4.05 (best
-  temperature) with SELFIES; a string RDKit rejects is one of the model's least likely (benchmarks/molecule_decoder_lm.py).
+  temperature) with SELFIES (benchmarks/molecule_decoder_lm.py).
 - ``selfies`` (:mod:`archetool.data.selfies_tokens`): every symbol sequence decodes to a valid molecule.
 """
 
@@ -67,6 +67,11 @@ class TokenVocabulary:
     @staticmethod
     def string_to_smiles(string: str) -> str | None:
         """A symbol string -> RDKit canonical SMILES, or None where it is no molecule."""
+        raise NotImplementedError
+
+    @staticmethod
+    def encode_molecules(smiles: list[str]) -> tuple[list[str | None], list[str | None]]:
+        """SMILES (n) -> (this alphabet's strings, None where a molecule cannot be written (n); reasons (n))."""
         raise NotImplementedError
 
     @classmethod
