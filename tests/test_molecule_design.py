@@ -309,27 +309,79 @@ class _StubDecoder:
         return self.logp[4 * point : 4 * point + 4]
 
 
-def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_inside_it(monkeypatch):
+def _stub_ranked(monkeypatch):
+    """RankedSamples over a stub decoder: point 0 draws 12, 2, 12, 2 carbons; point 1 draws 4, 2, 5, 2 carbons
+    (log-probabilities -9, -1, -5, -0.5); size range 3-6 heavy atoms."""
     import selfies as sf
 
     from archetool.analysis import generation
     from archetool.data.selfies_tokens import SelfiesVocabulary
 
     monkeypatch.setattr(generation, "SIZE_GUARD_TRIES", 4)
-    candidates = ["C" * 12, "CC", "C" * 12, "CC",  # point 0: none inside 3-6 atoms -> its greedy decode stays
+    candidates = ["C" * 12, "CC", "C" * 12, "CC",  # point 0: none inside 3-6 atoms
                   "CCCC", "CC", "CCCCC", "CC"]     # point 1: CCCC and CCCCC inside; CCCCC the more likely of the two
     symbols = sorted({t for s in candidates for t in sf.split_selfies(sf.encoder(s))})
     vocabulary = SelfiesVocabulary(symbols, 12, (3, 6))
     tokens = torch.from_numpy(vocabulary.encode([sf.encoder(s) for s in candidates]))
     stub = _StubDecoder(tokens, torch.tensor([-1.0, -2.0, -3.0, -4.0, -9.0, -1.0, -5.0, -0.5]))
+    return generation.RankedSamples(stub, vocabulary, None)
+
+
+def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_inside_it(monkeypatch):
+    from archetool.analysis import generation
+
+    ranked = _stub_ranked(monkeypatch)
+    assert ranked(torch.tensor([1.0, 0.0])) == ["CC", "CCCCC", "CCCC"]  # molecules, most likely first, no repeats
     greedy = ["C" * 12, "C" * 14, "CCO"]  # 12 and 14 atoms: outside; CCO (3): inside, untouched
     counts = [0, 0]
     condition = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])  # the stub's point index in column 0
-    out = generation._hold_to_size_range(stub, condition, greedy, vocabulary, None, counts)
-    assert out == ["C" * 12, "CCCCC", "CCO"] and counts == [2, 1]
+    out = generation._hold_to_size_range(ranked, condition, greedy, counts)
+    assert out == ["C" * 12, "CCCCC", "CCO"] and counts == [2, 1]  # point 0: nothing inside, its greedy decode stays
     # the same point twice: drawn once, the same molecule (a decode depends on its point alone)
-    out = generation._hold_to_size_range(stub, condition[[1, 1]], ["C" * 14] * 2, vocabulary, None, [0, 0])
+    out = generation._hold_to_size_range(ranked, condition[[1, 1]], ["C" * 14] * 2, [0, 0])
     assert out == ["CCCCC", "CCCCC"]
+
+
+def test_repeated_greedy_decodes_along_a_line_take_the_most_likely_new_molecule(monkeypatch):
+    from archetool.analysis import generation
+
+    ranked = _stub_ranked(monkeypatch)
+    point = {0: torch.tensor([1.0, 0.0]), 1: torch.tensor([1.0, 0.0]), 2: torch.tensor([1.0, 0.0]),
+             3: torch.tensor([0.0, 0.0]), 4: torch.tensor([0.0, 0.0])}
+    counts = [0, 0]
+    out = generation._make_distinct(ranked, point.__getitem__, ["CCCCC", "CCCCC", "CCCCC", None, "CCO"], counts)
+    # row 1: CCCC, the most likely sample new to the set and inside 3-6 atoms (CC is more likely but outside);
+    # row 2: no new molecule inside the range is left, the repeat stays; None and a first occurrence are untouched
+    assert out == ["CCCCC", "CCCC", "CCCCC", None, "CCO"] and counts == [2, 1]
+
+
+def test_interpolate_lines_and_grids_replace_repeats_only(mol_model, caplog):
+    """On a real model: a line's decodes equal the plain greedy ones except at repeats, which become new molecules."""
+    import logging
+
+    from archetool.analysis import adapter, generation
+    from archetool.analysis.deepaa import line_between
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(mol_model)
+    codes = adapter("deepaa").codes(model)
+    _, latent = line_between(codes[0], codes[2], 12)
+    plain = generation.generate_smiles(model, latent)
+    with caplog.at_level(logging.INFO, logger="archetool"):
+        line = model.interpolate(start="a0", end="a2", steps=12)["smiles"].tolist()
+    seen = set()
+    for before, now in zip(plain, line):
+        if before not in seen:
+            assert now == before  # a first occurrence keeps its greedy decode
+        elif now != before:
+            assert now not in seen and Chem_heavy(now) > 0  # a replaced repeat is a new molecule
+        seen.add(now)
+    repeats = len(plain) - len(set(plain))
+    assert len(set(line)) >= len(set(plain))
+    assert (repeats > 0) == any("repeated an earlier point's molecule" in r.message for r in caplog.records)
+    grid = model.interpolate(grid=3)
+    plain_grid = generation.generate_smiles(model, grid[["a0", "a1", "a2"]].to_numpy() @ codes)
+    assert grid["smiles"].nunique() >= len(set(plain_grid))
 
 
 def test_target_returns_distinct_molecules_before_repeats(mol_model, monkeypatch):

@@ -194,11 +194,12 @@ class ModelAnalysis:
 
     def points_table(self, model, front: pd.DataFrame, latent: np.ndarray, rows: pd.DataFrame | None = None,
                      n_nearest: int = 1, molecules: str | None = None, temperature: float = 0.0,
-                     **decode) -> pd.DataFrame:
+                     distinct: bool = False, **decode) -> pd.DataFrame:
         """One row per latent point (m, d): the ``front`` columns (m rows: index, class, weights ...), then the
         generated molecules when the model has a sequence decoder and ``molecules`` is "smiles" (``smiles``,
         ``novel``) or "full" (also the most similar training molecule and its Tanimoto similarity; the set's
-        metrics go to ``table.attrs["generation"]``), decoded at ``temperature`` (0: greedy); then, when
+        metrics go to ``table.attrs["generation"]``), decoded at ``temperature`` (0: greedy; with ``distinct``, a repeat of an earlier point's molecule is replaced as
+        :func:`generation.generate_smiles` says: the archetypes, an ``interpolate`` line, a grid); then, when
         ``rows`` hold molecules, the ``n_nearest`` nearest real ones in latent space (:func:`nearest_rows`);
         then ``decode_table(model, latent, **decode)`` (``pred_<side>``: predicted at the latent point), with
         ``repred_<side>`` (the generated molecule embedded again and predicted) after the predictions."""
@@ -207,7 +208,7 @@ class ModelAnalysis:
         parts = [front]
         metrics, smiles = None, None
         if molecules is not None and generation.has_decoder(model):
-            smiles = generation.generate_smiles(model, latent, decode.get("labels"), temperature)
+            smiles = generation.generate_smiles(model, latent, decode.get("labels"), temperature, distinct=distinct)
             reference = generation.Reference.of(model, rows)
             # the molecules come right after the index column (sample, step, archetype or class)
             parts = [front.iloc[:, :1], generation.molecule_columns(smiles, reference, full=molecules == "full"),

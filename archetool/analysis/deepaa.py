@@ -110,7 +110,7 @@ class DeepAAAnalysis(ModelAnalysis):
     def archetypes_table(self, model, rows: pd.DataFrame | None) -> pd.DataFrame:
         """archetypes.csv: one row per archetype a0..: predicted side values and decoded features."""
         return self.points_table(model, pd.DataFrame({"archetype": archetype_names(model.module.n_archetypes)}),
-                                 self.codes(model), molecules="smiles")
+                                 self.codes(model), molecules="smiles", distinct=True)
 
     def exemplars(self, model, rows: pd.DataFrame, n_exemplars: int) -> pd.DataFrame:
         """exemplars.csv: the ``n_exemplars`` rows with the largest weight on each archetype (archetype, rank,
@@ -317,7 +317,7 @@ class DeepAAAnalysis(ModelAnalysis):
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)
         weights = self.weights_of(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows, molecules="smiles")
+        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=True)
 
     def grid(self, model, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
         """Decode every point of a barycentric grid over the simplex (weights in multiples of 1/steps)."""
@@ -326,7 +326,7 @@ class DeepAAAnalysis(ModelAnalysis):
         weights = barycentric_grid(model.module.n_archetypes, steps).numpy()
         latent = weights @ self.codes(model)
         front = pd.DataFrame({"point": np.arange(len(weights))} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows, molecules="smiles")
+        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=True)
 
 
 def posterior_sd(module, x: np.ndarray, device, batch_size: int = 4096) -> float:

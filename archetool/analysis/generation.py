@@ -34,12 +34,12 @@ def no_decoder_reason(model) -> str:
             "--decoder smiles or selfies to generate molecules)")
 
 
-#: greedy decodes outside the data's size range: the most likely of this many samples at this temperature inside it
+#: greedy decodes outside the data's size range, or repeats: the most likely of this many samples at this temperature
 SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE = 16, 0.5
 
 
 def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None, temperature: float = 0.0,
-                    batch_size: int = 2048) -> list[str | None]:
+                    batch_size: int = 2048, distinct: bool = False) -> list[str | None]:
     """Latent points (m, d) [+ class ids (m,)] -> RDKit canonical SMILES (m) of decoded molecules.
 
     ``temperature`` > 0: tokens sampled at that temperature (torch's global RNG); with a SMILES decoder, a string
@@ -49,7 +49,10 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     model's greedy decode can run on into a long carbon chain) or it is no molecule, it is replaced by the most
     likely (total log-probability under the decoder) of ``SIZE_GUARD_TRIES`` samples at temperature
     ``SIZE_GUARD_TEMPERATURE`` that lie inside it (else the most likely that is a molecule), drawn with a fixed
-    seed (greedy decodes stay reproducible); if none is, the greedy decode stays. Logged.
+    seed (greedy decodes stay reproducible); if none is, the greedy decode stays. ``distinct`` (greedy only: the
+    points of an ``interpolate`` line, a grid, the archetypes): a molecule that an earlier point already has is
+    replaced, the same way, by the most likely of those samples that is new to the set and inside the range; if
+    none is, the repeat stays. Both logged.
     """
     import torch
 
@@ -60,24 +63,35 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     out: list[str | None] = []
     latent = np.asarray(latent, np.float32)
     first = torch.from_numpy(vocabulary.atom_mask())
-    guarded, redrawn = [0, 0], [0, 0]
+    guarded, redrawn, repeats = [0, 0], [0, 0], [0, 0]
+    ranked = RankedSamples(module.sequence_decoder, vocabulary, first)
+
+    def conditions(start: int, stop: int):
+        z = torch.from_numpy(latent[start:stop]).to(model.device)
+        lab = None if labels is None else torch.from_numpy(np.asarray(labels[start:stop], np.int64)).to(model.device)
+        return module.sequence_condition(z, lab)
+
     with torch.no_grad():
         for start in range(0, len(latent), batch_size):
-            z = torch.from_numpy(latent[start : start + batch_size]).to(model.device)
-            lab = None if labels is None else torch.from_numpy(np.asarray(labels[start : start + batch_size], np.int64)).to(model.device)
-            condition = module.sequence_condition(z, lab)
+            condition = conditions(start, start + batch_size)
             tokens = module.sequence_decoder.generate(condition, temperature=float(temperature), first_allowed=first)
             smiles = vocabulary.decode(tokens.cpu().numpy())
             if temperature <= 0 and vocabulary.heavy_atoms is not None:
-                smiles = _hold_to_size_range(module.sequence_decoder, condition, smiles, vocabulary, first, guarded)
+                smiles = _hold_to_size_range(ranked, condition, smiles, guarded)
             elif temperature > 0 and vocabulary.may_be_invalid:
                 smiles = _redraw_invalid(module.sequence_decoder, condition, smiles, vocabulary, first, float(temperature), redrawn)
             out.extend(smiles)
+        if distinct and temperature <= 0:
+            out = _make_distinct(ranked, lambda i: conditions(i, i + 1)[0], out, repeats)
     if guarded[0]:
         lo, hi = vocabulary.heavy_atoms
         log.info("%d of %d greedy decodes were no molecule or had a heavy-atom count outside the training molecules' "
                  "5-95 %% range (%d-%d); %d replaced by the most likely of %d samples at temperature %g", guarded[0],
                  len(latent), lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
+    if repeats[0]:
+        log.info("%d of %d greedy decodes repeated an earlier point's molecule; %d replaced by the most likely new "
+                 "molecule of %d samples at temperature %g at their point", repeats[0], len(latent), repeats[1],
+                 SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
     if redrawn[0]:
         log.info("%d of %d sampled SMILES strings were no molecule and were drawn again at the same latent points",
                  redrawn[0], len(latent))
@@ -86,6 +100,39 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
                     "points far from the training molecules; sample nearer them (the default --prior posterior) or "
                     "at a lower --temperature", redrawn[1], len(latent), REDRAW_ROUNDS + 1)
     return out
+
+
+class RankedSamples:
+    """The molecules of ``SIZE_GUARD_TRIES`` samples at ``SIZE_GUARD_TEMPERATURE`` at one condition (C,), most
+    likely first (total log-probability under the decoder), each a molecule, no repeats; drawn with a fixed seed
+    and once per distinct point, so the result depends on the point alone."""
+
+    def __init__(self, decoder, vocabulary, first):
+        self.decoder, self.vocabulary, self.first = decoder, vocabulary, first
+        self._cache: dict[bytes, list[str]] = {}
+
+    def __call__(self, condition) -> list[str]:
+        import torch
+
+        key = condition.cpu().numpy().tobytes()
+        if key not in self._cache:
+            cond = condition.unsqueeze(0).repeat(SIZE_GUARD_TRIES, 1)
+            generator = torch.Generator(device=cond.device).manual_seed(0)
+            tokens = self.decoder.generate(cond, temperature=SIZE_GUARD_TEMPERATURE, generator=generator,
+                                           first_allowed=self.first)
+            logp = self.decoder.sequence_log_prob(cond, tokens).cpu().numpy()
+            drawn = self.vocabulary.decode(tokens.cpu().numpy())
+            order = sorted((j for j in range(len(drawn)) if drawn[j] is not None), key=lambda j: -logp[j])
+            self._cache[key] = list(dict.fromkeys(drawn[j] for j in order))
+        return self._cache[key]
+
+    def in_range(self, smiles: str | None) -> bool:
+        """A molecule whose heavy atoms lie in the vocabulary's 5-95 % range (any molecule where it has none)."""
+        if self.vocabulary.heavy_atoms is None:
+            return smiles is not None
+        lo, hi = self.vocabulary.heavy_atoms
+        n = heavy_atoms(smiles)
+        return n is not None and lo <= n <= hi
 
 
 #: a sampled SMILES string that is no molecule is drawn again at its latent point up to this many times
@@ -118,35 +165,37 @@ def heavy_atoms(smiles: str | None) -> int | None:
     return mol.GetNumHeavyAtoms() if mol is not None else None
 
 
-def _hold_to_size_range(decoder, condition, smiles: list[str | None], vocabulary, first, counts: list[int]) -> list[str | None]:
-    """Greedy decodes ``smiles`` (m) at ``condition`` (m, C): those outside ``vocabulary.heavy_atoms`` replaced as
+def _hold_to_size_range(ranked: RankedSamples, condition, smiles: list[str | None], counts: list[int]) -> list[str | None]:
+    """Greedy decodes ``smiles`` (m) at ``condition`` (m, C): those outside the size range replaced as
     :func:`generate_smiles` says; ``counts`` gets [outside, replaced] added."""
-    import torch
-
-    lo, hi = vocabulary.heavy_atoms
-    sizes = [heavy_atoms(s) for s in smiles]
-    outside = [i for i, n in enumerate(sizes) if n is None or not lo <= n <= hi]
-    if not outside:
-        return smiles
-    tries = SIZE_GUARD_TRIES
+    outside = [i for i, s in enumerate(smiles) if not ranked.in_range(s)]
     smiles = list(smiles)
     counts[0] += len(outside)
-    chosen: dict[bytes, str | None] = {}  # one draw per distinct point, seeded alike: the result is the point's alone
     for i in outside:
-        key = condition[i].cpu().numpy().tobytes()
-        if key not in chosen:
-            cond = condition[i : i + 1].repeat(tries, 1)
-            generator = torch.Generator(device=cond.device).manual_seed(0)
-            tokens = decoder.generate(cond, temperature=SIZE_GUARD_TEMPERATURE, generator=generator, first_allowed=first)
-            logp = decoder.sequence_log_prob(cond, tokens).cpu().numpy()
-            drawn = vocabulary.decode(tokens.cpu().numpy())
-            fits = [j for j in range(tries) if (n := heavy_atoms(drawn[j])) is not None and lo <= n <= hi]
-            if not fits and smiles[i] is None:  # no molecule at all: the most likely sample that is one
-                fits = [j for j in range(tries) if drawn[j] is not None]
-            chosen[key] = drawn[max(fits, key=lambda j: logp[j])] if fits else None
-        if chosen[key] is not None:
-            smiles[i] = chosen[key]
+        drawn = ranked(condition[i])
+        fits = [s for s in drawn if ranked.in_range(s)]
+        if not fits and smiles[i] is None:  # no molecule at all: the most likely sample that is one
+            fits = drawn
+        if fits:
+            smiles[i] = fits[0]
             counts[1] += 1
+    return smiles
+
+
+def _make_distinct(ranked: RankedSamples, condition_of, smiles: list[str | None], counts: list[int]) -> list[str | None]:
+    """Greedy decodes ``smiles`` (m), in order: a molecule an earlier row already has replaced by the most likely
+    sample at its own point (``condition_of(i)``, (C,)) that is new to the set and inside the size range (else
+    the repeat stays); ``counts`` gets [repeats, replaced] added."""
+    smiles, seen = list(smiles), set()
+    for i, s in enumerate(smiles):
+        if s is not None and s in seen:
+            counts[0] += 1
+            new = [c for c in ranked(condition_of(i)) if c not in seen and ranked.in_range(c)]
+            if new:
+                smiles[i] = new[0]
+                counts[1] += 1
+        if smiles[i] is not None:
+            seen.add(smiles[i])
     return smiles
 
 

@@ -317,7 +317,7 @@ class NVAEAnalysis(ModelAnalysis):
                 table["val_accuracy"] = [float(hits[val & (row_cls == k)].mean()) if (val & (row_cls == k)).any()
                                          else np.nan for k in range(K)]
         return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
-                                 labels=np.arange(K), molecules="smiles")
+                                 labels=np.arange(K), molecules="smiles", distinct=True)
 
     def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
         from archetool.analysis import plots
@@ -450,4 +450,4 @@ class NVAEAnalysis(ModelAnalysis):
         cls = self.nearest_class(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t,
                               self.label_column(model): np.asarray(self.classes(model), dtype=object)[cls]})
-        return self.points_table(model, front, latent, rows, labels=cls, molecules="smiles")
+        return self.points_table(model, front, latent, rows, labels=cls, molecules="smiles", distinct=True)

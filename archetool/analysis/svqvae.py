@@ -192,7 +192,7 @@ class SVQVAEAnalysis(ModelAnalysis):
                 truth = val[label].astype(str).to_numpy()
                 table["val_accuracy"] = [float(hits[truth == c].mean()) if (truth == c).any() else np.nan for c in classes]
         return self.points_table(model, pd.concat([table, pd.DataFrame(codes, columns=zcols)], axis=1), codes,
-                                 molecules="smiles")
+                                 molecules="smiles", distinct=True)
 
     def write_archetypes(self, model, rows: pd.DataFrame, out_dir: Path, n_exemplars: int = 5) -> list[Path]:
         from archetool.analysis import plots
@@ -310,7 +310,7 @@ class SVQVAEAnalysis(ModelAnalysis):
         nearest_cls, nearest_d = self._nearest_code(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t, self.label_column(model): nearest_cls,
                               "code_distance": nearest_d})
-        return self.points_table(model, front, latent, rows, molecules="smiles")
+        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=True)
 
 
 def code_distances_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
