@@ -114,6 +114,21 @@ def scores(truth: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
                 "log_loss": log_loss(truth, probs, labels=list(classes))}
 
 
+def split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's stratified 80/20 split of row indices (train, test), each sorted."""
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def training_frame(x: np.ndarray, y: np.ndarray, genes: list[str], train: np.ndarray) -> pd.DataFrame:
+    """The training rows as the table ``archetool.fit`` reads: one column per feature, then ``class_label``."""
+    frame = pd.DataFrame(x[train], columns=genes)
+    frame["class_label"] = y[train]
+    return frame
+
+
 def logistic(x, y, train, test, seed) -> dict:
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
@@ -134,9 +149,7 @@ def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workd
     """Fit ``kind`` on the training rows (model directory under ``workdir``, which must be new) and score the test rows."""
     import archetool
 
-    frame = pd.DataFrame(x[train], columns=genes)
-    frame["class_label"] = y[train]
-    model = archetool.fit(frame, model=kind, label="class_label", out=str(workdir), epochs=epochs,
+    model = archetool.fit(training_frame(x, y, genes, train), model=kind, label="class_label", out=str(workdir), epochs=epochs,
                           seed=seed, device="cpu", progress_bar=False, model_options=dict(options), refit=refit)
     out = model.transform(model.prep.scale_x(x[test]))
     if "probs" in out:
@@ -234,16 +247,13 @@ def main(argv=None) -> pd.DataFrame:
     sets = parse_sets(args.set)
     models = args.models.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    from sklearn.model_selection import train_test_split
-
     records = []
     tic_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="class_models_real-") as tmp:
         for name in args.datasets.split(","):
             x, y, genes = DATASETS[name]()
             for seed in seeds:
-                train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
-                train, test = np.sort(train), np.sort(test)
+                train, test = split(y, seed)
                 for kind in models:
                     tic = time.perf_counter()
                     if kind == "logistic":

@@ -33,17 +33,13 @@ LAMS = (0.0, 0.25, 0.5, 1.0)
 def prior_probe(dataset: str, seeds: list[int]) -> pd.DataFrame:
     import archetool
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
-    from sklearn.model_selection import train_test_split
 
     x, y, genes = bench.DATASETS[dataset]()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
-            train, test = np.sort(train), np.sort(test)
-            frame = pd.DataFrame(x[train], columns=genes)
-            frame["class_label"] = y[train]
-            model = archetool.fit(frame, model="svqvae", label="class_label", out=f"{tmp}/m{seed}", seed=seed,
+            train, test = bench.split(y, seed)
+            model = archetool.fit(bench.training_frame(x, y, genes, train), model="svqvae", label="class_label", out=f"{tmp}/m{seed}", seed=seed,
                                   device="cpu", progress_bar=False)
             classes = np.asarray(model.prep.classes)
             temperature = model.module.temperature or 1.0

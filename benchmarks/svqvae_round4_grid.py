@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from class_models_real import DATASETS, scores  # noqa: E402
+from class_models_real import DATASETS, scores, split, training_frame  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "class_models_svqvae_round4_grid.csv"
 
@@ -95,16 +95,12 @@ def main() -> None:
     patch_loop()
     name, fitopt, modopt = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
     seeds = [int(s) for s in (sys.argv[4] if len(sys.argv) > 4 else "0,1,2").split(",")]
-    from sklearn.model_selection import train_test_split
-
     x, y, genes = DATASETS["plate"]()
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
-            train, test = np.sort(train), np.sort(test)
-            frame = pd.DataFrame(x[train], columns=genes)
-            frame["class_label"] = y[train]
+            train, test = split(y, seed)
+            frame = training_frame(x, y, genes, train)
             tic = time.perf_counter()
             kw = dict(model="svqvae", label="class_label", out=f"{tmp}/{seed}", seed=seed, device="cpu", progress_bar=False)
             kw.update(fitopt)
