@@ -365,10 +365,12 @@ class ArchetoolModel:
 
     @reports
     def interpolate(self, start: str | None = None, end: str | None = None, steps: int = 10,
-                    grid: int | None = None, data=None) -> pd.DataFrame:
+                    grid: int | None = None, data=None, distinct: bool = True) -> pd.DataFrame:
         """Decode ``steps`` points on the straight latent line from ``start`` to ``end`` (an archetype a0..,
         a class label, or a sample id of ``data`` / the training rows), or, deepaa only, a barycentric
-        ``grid`` with that many steps per edge (``archetool interpolate``)."""
+        ``grid`` with that many steps per edge (``archetool interpolate``). Molecule models: ``distinct``
+        (default) gives a point whose greedy molecule an earlier point has the most likely new one sampled at
+        it; False keeps every greedy decode (``--allow-repeats``)."""
         from archetool.analysis import adapter
         from archetool.errors import ArchetoolError
 
@@ -377,10 +379,10 @@ class ArchetoolModel:
         if grid is not None:
             if not hasattr(analysis, "grid"):
                 raise ArchetoolError(f"--grid applies to deepaa models; {self.directory or 'this model'} is {self.kind}")
-            return analysis.grid(self, grid, rows)
+            return analysis.grid(self, grid, rows, distinct=distinct)
         if start is None or end is None:
             raise ArchetoolError("interpolate needs --start and --end (or --grid N for deepaa)")
-        return analysis.interpolate(self, start, end, steps, rows)
+        return analysis.interpolate(self, start, end, steps, rows, distinct=distinct)
 
     @reports
     def sample(self, n: int = 10, label: str | None = None, temperature: float | None = None, archetype: str | None = None,

@@ -382,6 +382,22 @@ def test_interpolate_lines_and_grids_replace_repeats_only(mol_model, caplog):
     grid = model.interpolate(grid=3)
     plain_grid = generation.generate_smiles(model, grid[["a0", "a1", "a2"]].to_numpy() @ codes)
     assert grid["smiles"].nunique() >= len(set(plain_grid))
+    # distinct=False (the CLI's --allow-repeats) keeps every greedy decode
+    assert model.interpolate(start="a0", end="a2", steps=12, distinct=False)["smiles"].tolist() == plain
+
+
+def test_interpolate_allow_repeats_keeps_the_greedy_decodes(mol_model, tmp_path):
+    from archetool.analysis import adapter, generation
+    from archetool.analysis.deepaa import line_between
+    from archetool.model import ArchetoolModel
+
+    model = ArchetoolModel.load(mol_model)
+    _, latent = line_between(*adapter("deepaa").codes(model)[[0, 1]], 12)
+    out = tmp_path / "line.csv"
+    result = run_cli("interpolate", mol_model, "--start", "a0", "--end", "a1", "--steps", "12", "--allow-repeats",
+                     "--out", out)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["smiles"].tolist() == generation.generate_smiles(model, latent)
 
 
 def test_target_returns_distinct_molecules_before_repeats(mol_model, monkeypatch):

@@ -313,20 +313,21 @@ class DeepAAAnalysis(ModelAnalysis):
                      table["distance"].min(), table["distance"].median())
         return table
 
-    def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None,
+                    distinct: bool = True) -> pd.DataFrame:
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)
         weights = self.weights_of(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=True)
+        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=distinct)
 
-    def grid(self, model, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def grid(self, model, steps: int, rows: pd.DataFrame | None, distinct: bool = True) -> pd.DataFrame:
         """Decode every point of a barycentric grid over the simplex (weights in multiples of 1/steps)."""
         from archetool.models.simplex import barycentric_grid
 
         weights = barycentric_grid(model.module.n_archetypes, steps).numpy()
         latent = weights @ self.codes(model)
         front = pd.DataFrame({"point": np.arange(len(weights))} | {f"a{j}": weights[:, j] for j in range(weights.shape[1])})
-        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=True)
+        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=distinct)
 
 
 def posterior_sd(module, x: np.ndarray, device, batch_size: int = 4096) -> float:

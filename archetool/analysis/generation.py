@@ -90,8 +90,8 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
                  len(latent), lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
     if repeats[0]:
         log.info("%d of %d greedy decodes repeated an earlier point's molecule; %d replaced by the most likely new "
-                 "molecule of %d samples at temperature %g at their point", repeats[0], len(latent), repeats[1],
-                 SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
+                 "molecule of %d samples at temperature %g at their point (interpolate --allow-repeats keeps the "
+                 "greedy ones)", repeats[0], len(latent), repeats[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
     if redrawn[0]:
         log.info("%d of %d sampled SMILES strings were no molecule and were drawn again at the same latent points",
                  redrawn[0], len(latent))

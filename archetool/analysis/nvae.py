@@ -443,11 +443,12 @@ class NVAEAnalysis(ModelAnalysis):
         return self.points_table(model, front, latent, rows, n_nearest=3, labels=cls, molecules=molecules,
                                  temperature=temperature)
 
-    def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None,
+                    distinct: bool = True) -> pd.DataFrame:
         """Straight line in latent space between two classes (their codes) or sample embeddings; each point's
         class (the nearest class mean in z_c, which the decoder uses) goes in the label column."""
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)
         cls = self.nearest_class(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t,
                               self.label_column(model): np.asarray(self.classes(model), dtype=object)[cls]})
-        return self.points_table(model, front, latent, rows, labels=cls, molecules="smiles", distinct=True)
+        return self.points_table(model, front, latent, rows, labels=cls, molecules="smiles", distinct=distinct)

@@ -303,14 +303,15 @@ class SVQVAEAnalysis(ModelAnalysis):
         front["code_distance"] = nearest_d
         return self.points_table(model, front, latent, rows, n_nearest=3, molecules=molecules, temperature=temperature)
 
-    def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None) -> pd.DataFrame:
+    def interpolate(self, model, start: str, end: str, steps: int, rows: pd.DataFrame | None,
+                    distinct: bool = True) -> pd.DataFrame:
         """Straight line in code space between two classes (or sample embeddings); each point's nearest
         class is written in the label column, then the decoded features."""
         t, latent = line_between(self.endpoint(model, start, rows), self.endpoint(model, end, rows), steps)
         nearest_cls, nearest_d = self._nearest_code(model, latent)
         front = pd.DataFrame({"step": np.arange(steps), "t": t, self.label_column(model): nearest_cls,
                               "code_distance": nearest_d})
-        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=True)
+        return self.points_table(model, front, latent, rows, molecules="smiles", distinct=distinct)
 
 
 def code_distances_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:

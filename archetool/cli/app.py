@@ -513,6 +513,7 @@ def interpolate(
     end: Optional[str] = typer.Option(None, "--end", help="Archetype (a1), class label or sample id."),
     steps: int = typer.Option(10, "--steps", min=2),
     grid: Optional[int] = typer.Option(None, "--grid", min=1, help="deepaa: decode a barycentric grid with this many steps per edge instead."),
+    allow_repeats: bool = typer.Option(False, "--allow-repeats", help="Molecule models: keep every point's greedy molecule, even one an earlier point has (default: such a point gets the most likely new molecule sampled at it)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data whose sample ids may be endpoints (default: training rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
@@ -524,7 +525,7 @@ def interpolate(
     from archetool.model import ArchetoolModel
 
     model = ArchetoolModel.load(model_dir)
-    _stdout_or_file(model.interpolate(start, end, steps, grid=grid, data=data), out)
+    _stdout_or_file(model.interpolate(start, end, steps, grid=grid, data=data, distinct=not allow_repeats), out)
 
 
 @app.command()
@@ -535,7 +536,7 @@ def sample(
     archetype: Optional[str] = typer.Option(None, "--archetype", "-a", help="deepaa: sample near this archetype (a0, a1, ...)."),
     spread: float = typer.Option(0.2, "--spread", help="deepaa --archetype: 0 = at the archetype, 1 = anywhere in the simplex."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="deepaa: sample at this simplex point, w0,w1,... (>= 0, sum 1)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy; default: 0.7 for deepaa models that generate molecules, else 1)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, help="Scales the prior's spread and the molecule token sampling (0: greedy; default: for deepaa models that generate molecules 1.0 with a SMILES decoder, 0.7 with SELFIES; else 1)."),
     seed: int = typer.Option(0, "--seed"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Real data for nearest neighbours (default: training rows)."),
     target: Optional[list[str]] = typer.Option(None, "--target", metavar="SIDE=VALUE", help="deepaa: targeted design, SIDE=VALUE (repeatable): of 4 x N molecules decoded near the target, the N whose re-predicted value is nearest, ranked by that distance."),
