@@ -423,14 +423,16 @@ def test_set_decoder_settings_reach_the_decoder_and_a_wrong_one_is_one_line(tmp_
 
     from archetool.models.sequence_decoder import FIT_DEFAULTS
 
-    assert json.loads((mol_model / "config.json").read_text())["hparams"]["sequence_decoder"]["hidden_dim"] == \
-        FIT_DEFAULTS["hidden_dim"] == 256
+    saved = json.loads((mol_model / "config.json").read_text())["hparams"]["sequence_decoder"]
+    assert saved["hidden_dim"] == FIT_DEFAULTS["hidden_dim"] == 256
+    assert saved["mix"] == 0.5 and saved["read"] == "decoded"  # deepaa's decoder defaults
     path = tmp_path / "mols.smi"
     path.write_text("\n".join(["smiles id heat_capacity"] + [f"{s} m{i} {cv}" for i, (s, cv) in enumerate(MOLECULES)]) + "\n")
-    result = run_cli("fit", path, "--side", "heat_capacity", "--set", "decoder.hidden_dim=24", "--decoder-epochs", "1",
-                     "--out", tmp_path / "m", *FIT)
+    result = run_cli("fit", path, "--side", "heat_capacity", "--set", "decoder.hidden_dim=24", "--set", "decoder.mix=0",
+                     "--decoder-epochs", "1", "--out", tmp_path / "m", *FIT)
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["hparams"]["sequence_decoder"]["hidden_dim"] == 24
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["hparams"]["sequence_decoder"]
+    assert saved["hidden_dim"] == 24 and saved["mix"] == 0.0
     bad = run_cli("fit", path, "--set", "decoder.hidden=24", "--out", tmp_path / "b", *FIT)
     assert bad.exit_code != 0 and bad.stderr.strip() == (
         "error: unknown decoder setting 'hidden' (--set decoder.hidden=...); choose from embedding_dim, hidden_dim, "

@@ -51,8 +51,9 @@ class SequenceDecoder(nn.Module):
     :data:`READS`; the main model builds it, this module only records the choice); dropout: fraction of the token
     embeddings' and the GRU outputs' units zeroed in training (regularises a GRU that over-fits); mix: fraction
     of training rows whose latent point the main model moves part of the way (a share 1 - lam, lam ~ U(0.5, 1))
-    toward another row's before building c, the row's own molecule still the target (deepaa; teaches the decoder
-    the stretches between training molecules that ``interpolate`` crosses)."""
+    toward another row's before building c, the row's own molecule still the target (deepaa, whose fits set 0.5:
+    teaches the decoder the stretches between training molecules that ``interpolate`` and ``--grid`` cross, see
+    ``DeepAAAnalysis.decoder_defaults``)."""
 
     def __init__(self, vocab_size: int, max_length: int, condition_dim: int, embedding_dim: int = 32,
                  hidden_dim: int = 128, condition_width: int = 32, token_weight: float = 1.0, free_dim: int = 0,
