@@ -353,6 +353,10 @@ def test_repeated_greedy_decodes_along_a_line_take_the_most_likely_new_molecule(
     # row 1: CCCC, the most likely sample new to the set and inside 3-6 atoms (CC is more likely but outside);
     # row 2: no new molecule inside the range is left, the repeat stays; None and a first occurrence are untouched
     assert out == ["CCCCC", "CCCC", "CCCCC", None, "CCO"] and counts == [2, 1]
+    # a row the size guard filled with a sample yields to a later row's own greedy decode of the same molecule
+    counts = [0, 0]
+    out = generation._make_distinct(ranked, point.__getitem__, ["CCCCC", "CCCCC"], counts, replaced={0})
+    assert out == ["CCCC", "CCCCC"] and counts == [1, 1]
 
 
 def test_interpolate_lines_and_grids_replace_repeats_only(mol_model, caplog):

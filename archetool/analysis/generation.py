@@ -34,8 +34,11 @@ def no_decoder_reason(model) -> str:
             "--decoder smiles or selfies to generate molecules)")
 
 
-#: greedy decodes outside the data's size range, or repeats: the most likely of this many samples at this temperature
-SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE = 16, 0.5
+#: greedy decodes outside the data's size range, or repeats: the most likely of this many samples at this temperature.
+#: 32 at 0.5 (was 16): on 50k MOSES the 3-grid's centre of one face found no in-range molecule among 16 samples and
+#: did among 32 (benchmarks/results/molecule_generation_moses_50k_mix05.md); 0.7 found one too, but on QM9's narrow
+#: size range (8-9 heavy atoms) gave less typical molecules (N=NC=NC=NC=O) where 0.5 gives ring systems like the data's
+SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE = 32, 0.5
 
 
 def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None, temperature: float = 0.0,
@@ -64,6 +67,7 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     latent = np.asarray(latent, np.float32)
     first = torch.from_numpy(vocabulary.atom_mask())
     guarded, redrawn, repeats = [0, 0], [0, 0], [0, 0]
+    replaced: set[int] = set()  # rows whose greedy decode the size guard replaced
     ranked = RankedSamples(module.sequence_decoder, vocabulary, first)
 
     def conditions(start: int, stop: int):
@@ -77,12 +81,12 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
             tokens = module.sequence_decoder.generate(condition, temperature=float(temperature), first_allowed=first)
             smiles = vocabulary.decode(tokens.cpu().numpy())
             if temperature <= 0 and vocabulary.heavy_atoms is not None:
-                smiles = _hold_to_size_range(ranked, condition, smiles, guarded)
+                smiles = _hold_to_size_range(ranked, condition, smiles, guarded, replaced, offset=start)
             elif temperature > 0 and vocabulary.may_be_invalid:
                 smiles = _redraw_invalid(module.sequence_decoder, condition, smiles, vocabulary, first, float(temperature), redrawn)
             out.extend(smiles)
         if distinct and temperature <= 0:
-            out = _make_distinct(ranked, lambda i: conditions(i, i + 1)[0], out, repeats)
+            out = _make_distinct(ranked, lambda i: conditions(i, i + 1)[0], out, repeats, replaced)
     if guarded[0]:
         lo, hi = vocabulary.heavy_atoms
         log.info("%d of %d greedy decodes were no molecule or had a heavy-atom count outside the training molecules' "
@@ -165,9 +169,11 @@ def heavy_atoms(smiles: str | None) -> int | None:
     return mol.GetNumHeavyAtoms() if mol is not None else None
 
 
-def _hold_to_size_range(ranked: RankedSamples, condition, smiles: list[str | None], counts: list[int]) -> list[str | None]:
+def _hold_to_size_range(ranked: RankedSamples, condition, smiles: list[str | None], counts: list[int],
+                        replaced: set[int] | None = None, offset: int = 0) -> list[str | None]:
     """Greedy decodes ``smiles`` (m) at ``condition`` (m, C): those outside the size range replaced as
-    :func:`generate_smiles` says; ``counts`` gets [outside, replaced] added."""
+    :func:`generate_smiles` says; ``counts`` gets [outside, replaced] added, ``replaced`` the replaced rows
+    (their index + ``offset``)."""
     outside = [i for i, s in enumerate(smiles) if not ranked.in_range(s)]
     smiles = list(smiles)
     counts[0] += len(outside)
@@ -179,15 +185,20 @@ def _hold_to_size_range(ranked: RankedSamples, condition, smiles: list[str | Non
         if fits:
             smiles[i] = fits[0]
             counts[1] += 1
+            if replaced is not None:
+                replaced.add(i + offset)
     return smiles
 
 
-def _make_distinct(ranked: RankedSamples, condition_of, smiles: list[str | None], counts: list[int]) -> list[str | None]:
-    """Greedy decodes ``smiles`` (m), in order: a molecule an earlier row already has replaced by the most likely
+def _make_distinct(ranked: RankedSamples, condition_of, smiles: list[str | None], counts: list[int],
+                   replaced: set[int] = frozenset()) -> list[str | None]:
+    """Greedy decodes ``smiles`` (m), in order, the rows still holding their own greedy decode first (``replaced``:
+    those the size guard replaced by a sample): a molecule an earlier row already has replaced by the most likely
     sample at its own point (``condition_of(i)``, (C,)) that is new to the set and inside the size range (else
     the repeat stays); ``counts`` gets [repeats, replaced] added."""
     smiles, seen = list(smiles), set()
-    for i, s in enumerate(smiles):
+    for i in sorted(range(len(smiles)), key=lambda i: (i in replaced, i)):
+        s = smiles[i]
         if s is not None and s in seen:
             counts[0] += 1
             new = [c for c in ranked(condition_of(i)) if c not in seen and ranked.in_range(c)]
