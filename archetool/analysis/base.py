@@ -198,8 +198,9 @@ class ModelAnalysis:
         """One row per latent point (m, d): the ``front`` columns (m rows: index, class, weights ...), then the
         generated molecules when the model has a sequence decoder and ``molecules`` is "smiles" (``smiles``,
         ``novel``) or "full" (also the most similar training molecule and its Tanimoto similarity; the set's
-        metrics go to ``table.attrs["generation"]``), decoded at ``temperature`` (0: greedy; with ``distinct``, a repeat of an earlier point's molecule is replaced as
-        :func:`generation.generate_smiles` says: the archetypes, an ``interpolate`` line, a grid); then, when
+        metrics go to ``table.attrs["generation"]``), decoded at ``temperature`` (0: greedy; with ``distinct``, for
+        the archetypes, an ``interpolate`` line or a grid, a repeat of an earlier point's molecule is replaced as
+        :func:`generation.generate_smiles` says); then, when
         ``rows`` hold molecules, the ``n_nearest`` nearest real ones in latent space (:func:`nearest_rows`);
         then ``decode_table(model, latent, **decode)`` (``pred_<side>``: predicted at the latent point), with
         ``repred_<side>`` (the generated molecule embedded again and predicted) after the predictions."""
