@@ -330,6 +330,20 @@ class FCD:
         return {name: float(calculate_frechet_distance(mu, sigma, st["mu"], st["sigma"])) for name, st in self.stats.items()}
 
 
+def archetype_lines(model, size_range, steps: int = 10) -> list[tuple[str, int, int, list]]:
+    """``interpolate`` between every pair of archetypes: (pair, distinct molecules, decodes inside ``size_range``
+    (lo, hi heavy atoms), heavy atoms per step) per pair."""
+    lo, hi = size_range
+    k = model.module.n_archetypes
+    pairs = []
+    for a in range(k):
+        for b in range(a + 1, k):
+            path = model.interpolate(start=f"a{a}", end=f"a{b}", steps=steps)
+            heavy = rdkit_props(path["smiles"].tolist())[1]
+            pairs.append((f"a{a}-a{b}", path["smiles"].nunique(), int(((heavy >= lo) & (heavy <= hi)).sum()), heavy.tolist()))
+    return pairs
+
+
 def random_selfies(smiles: list[str], n: int, seed: int) -> list[str]:
     """n random token sequences of the SELFIES vocabulary of ``smiles`` (the training molecules; lengths up to
     their 99.5th percentile), decoded: the FCD ceiling of a generator that knows only the alphabet."""
@@ -472,12 +486,7 @@ def main_druglike(args) -> None:
     preds = arch["pred_logp"].to_numpy()
     line = model.interpolate(start=f"a{int(np.argmin(preds))}", end=f"a{int(np.argmax(preds))}", steps=10)
     line_logp, line_heavy = rdkit_props(line["smiles"].tolist())
-    pairs = []  # every pair of archetypes, 10 steps each: (pair, distinct, inside the data's 5-95 % size range)
-    for a in range(4):
-        for b in range(a + 1, 4):
-            path = model.interpolate(start=f"a{a}", end=f"a{b}", steps=10)
-            heavy = rdkit_props(path["smiles"].tolist())[1]
-            pairs.append((f"a{a}-a{b}", path["smiles"].nunique(), int(((heavy >= lo95[0]) & (heavy <= lo95[1])).sum())))
+    pairs = archetype_lines(model, lo95)
     steer, means = [], []
     for j in range(4):
         s = model.sample(args.per_archetype, archetype=f"a{j}", seed=10 + j, temperature=args.temperature)

@@ -294,36 +294,42 @@ def Chem_heavy(smiles):
 
 
 class _StubDecoder:
-    """generate: fixed candidate rows (4 per point); sequence_log_prob: fixed values."""
+    """generate: fixed candidate rows (4 per point and temperature); sequence_log_prob: their fixed values (the
+    rows last generated)."""
 
     def __init__(self, tokens, logp):
-        self.tokens, self.logp = tokens, logp
+        self.tokens, self.logp = tokens, logp  # both {(point, temperature): (4, ...)}
 
     def generate(self, condition, temperature, generator=None, first_allowed=None):
         assert temperature > 0 and condition.shape[0] == 4 and (condition == condition[:1]).all()
-        point = int(condition[0, 0])
-        return self.tokens[4 * point : 4 * point + 4]
+        self.last = int(condition[0, 0]), temperature
+        return self.tokens[self.last]
 
     def sequence_log_prob(self, condition, tokens):
-        point = int(condition[0, 0])
-        return self.logp[4 * point : 4 * point + 4]
+        assert torch.equal(tokens, self.tokens[self.last])
+        return self.logp[self.last]
 
 
-def _stub_ranked(monkeypatch):
-    """RankedSamples over a stub decoder: point 0 draws 12, 2, 12, 2 carbons; point 1 draws 4, 2, 5, 2 carbons
-    (log-probabilities -9, -1, -5, -0.5); size range 3-6 heavy atoms."""
+def _stub_ranked(monkeypatch, stages=((4, 0.5),)):
+    """RankedSamples over a stub decoder, size range 3-6 heavy atoms. At temperature 0.5 point 0 draws 12, 2, 12,
+    2 carbons and point 1 draws 4, 2, 5, 2 carbons (log-probabilities -9, -1, -5, -0.5); at temperature 1 point 0
+    draws 2, 4, 6, 3 carbons (-7, -6, -2, -3) and point 1 the same as at 0.5."""
     import selfies as sf
 
     from archetool.analysis import generation
     from archetool.data.selfies_tokens import SelfiesVocabulary
 
-    monkeypatch.setattr(generation, "SIZE_GUARD_TRIES", 4)
-    candidates = ["C" * 12, "CC", "C" * 12, "CC",  # point 0: none inside 3-6 atoms
-                  "CCCC", "CC", "CCCCC", "CC"]     # point 1: CCCC and CCCCC inside; CCCCC the more likely of the two
-    symbols = sorted({t for s in candidates for t in sf.split_selfies(sf.encoder(s))})
+    monkeypatch.setattr(generation, "SIZE_GUARD_STAGES", stages)
+    candidates = {(0, 0.5): ["C" * 12, "CC", "C" * 12, "CC"],  # point 0: none inside 3-6 atoms
+                  (1, 0.5): ["CCCC", "CC", "CCCCC", "CC"],     # point 1: CCCC and CCCCC inside; CCCCC more likely
+                  (0, 1.0): ["CC", "CCCC", "C" * 6, "CCC"],    # point 0, hotter: three inside; C6 most likely
+                  (1, 1.0): ["CCCC", "CC", "CCCCC", "CC"]}
+    symbols = sorted({t for rows in candidates.values() for s in rows for t in sf.split_selfies(sf.encoder(s))})
     vocabulary = SelfiesVocabulary(symbols, 12, (3, 6))
-    tokens = torch.from_numpy(vocabulary.encode([sf.encoder(s) for s in candidates]))
-    stub = _StubDecoder(tokens, torch.tensor([-1.0, -2.0, -3.0, -4.0, -9.0, -1.0, -5.0, -0.5]))
+    tokens = {key: torch.from_numpy(vocabulary.encode([sf.encoder(s) for s in rows])) for key, rows in candidates.items()}
+    logp = {(0, 0.5): [-1.0, -2.0, -3.0, -4.0], (1, 0.5): [-9.0, -1.0, -5.0, -0.5],
+            (0, 1.0): [-7.0, -6.0, -2.0, -3.0], (1, 1.0): [-9.0, -1.0, -5.0, -0.5]}
+    stub = _StubDecoder(tokens, {key: torch.tensor(values) for key, values in logp.items()})
     return generation.RankedSamples(stub, vocabulary, None)
 
 
@@ -331,7 +337,7 @@ def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_insid
     from archetool.analysis import generation
 
     ranked = _stub_ranked(monkeypatch)
-    assert ranked(torch.tensor([1.0, 0.0])) == ["CC", "CCCCC", "CCCC"]  # molecules, most likely first, no repeats
+    assert ranked.stage(torch.tensor([1.0, 0.0]), 0) == ["CC", "CCCCC", "CCCC"]  # molecules, most likely first, no repeats
     greedy = ["C" * 12, "C" * 14, "CCO"]  # 12 and 14 atoms: outside; CCO (3): inside, untouched
     counts = [0, 0]
     condition = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])  # the stub's point index in column 0
@@ -340,6 +346,21 @@ def test_greedy_decodes_outside_the_size_range_take_the_most_likely_sample_insid
     # the same point twice: drawn once, the same molecule (a decode depends on its point alone)
     out = generation._hold_to_size_range(ranked, condition[[1, 1]], ["C" * 14] * 2, [0, 0])
     assert out == ["CCCCC", "CCCCC"]
+
+
+def test_a_hotter_stage_is_drawn_only_where_the_first_has_nothing_inside_the_size_range(monkeypatch):
+    from archetool.analysis import generation
+
+    ranked = _stub_ranked(monkeypatch, stages=((4, 0.5), (4, 1.0)))
+    counts = [0, 0]
+    condition = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    out = generation._hold_to_size_range(ranked, condition, ["C" * 12, "C" * 14], counts)
+    # point 0: nothing inside at 0.5, so 1.0 is drawn and its most likely inside (C6, -2) taken; point 1: the first
+    # stage has CCCCC, and its hotter stage is never drawn
+    assert out == ["C" * 6, "CCCCC"] and counts == [2, 2]
+    key = lambda point: condition[point].numpy().tobytes()
+    assert len(ranked._cache[key(0)]) == 2 and len(ranked._cache[key(1)]) == 1
+    assert "then 4 at 1 where none fits" in generation._stage_words()
 
 
 def test_repeated_greedy_decodes_along_a_line_take_the_most_likely_new_molecule(monkeypatch):

@@ -34,11 +34,14 @@ def no_decoder_reason(model) -> str:
             "--decoder smiles or selfies to generate molecules)")
 
 
-#: greedy decodes outside the data's size range, or repeats: the most likely of this many samples at this temperature.
-#: 32 at 0.5 (was 16): on 50k MOSES the 3-grid's centre of one face found no in-range molecule among 16 samples and
-#: did among 32 (benchmarks/results/molecule_generation_moses_50k_mix05.md); 0.7 found one too, but on QM9's narrow
-#: size range (8-9 heavy atoms) gave less typical molecules (N=NC=NC=NC=O) where 0.5 gives ring systems like the data's
-SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE = 32, 0.5
+#: greedy decodes outside the data's size range, or repeats: the most likely fitting sample of the first of these
+#: (samples, temperature) stages that has one; a later stage is drawn only where no earlier one fits.
+#: 32 at 0.5 first (was 16): on 50k MOSES the 3-grid's centre of one face found no in-range molecule among 16 samples
+#: and did among 32 (benchmarks/results/molecule_generation_moses_50k_mix05.md); 0.7 found one too, but on QM9's
+#: narrow size range (8-9 heavy atoms) gave less typical molecules (N=NC=NC=NC=O) where 0.5 gives ring systems like
+#: the data's. Then 64 and 256 at 1.0: on the second 50k MOSES fit, two line points and one grid point had no
+#: in-range molecule among the 32 at 0.5 and one among 64 at 1.0 each (benchmarks/results/molecule_size_guard_stages.md).
+SIZE_GUARD_STAGES: tuple[tuple[int, float], ...] = ((32, 0.5), (64, 1.0), (256, 1.0))
 
 
 def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None, temperature: float = 0.0,
@@ -50,9 +53,9 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     still without one is None). 0: greedy decoding (the most likely token at each step), held to the data's size
     range: where the greedy molecule's heavy atoms fall outside the training molecules' 5-95 % range (a language
     model's greedy decode can run on into a long carbon chain) or it is no molecule, it is replaced by the most
-    likely (total log-probability under the decoder) of ``SIZE_GUARD_TRIES`` samples at temperature
-    ``SIZE_GUARD_TEMPERATURE`` that lie inside it (else the most likely that is a molecule), drawn with a fixed
-    seed (greedy decodes stay reproducible); if none is, the greedy decode stays. ``distinct`` (greedy only: the
+    likely (total log-probability under the decoder) of the samples that lie inside it, drawn in the stages of
+    ``SIZE_GUARD_STAGES`` until one has such a sample (else the most likely that is a molecule), each with a
+    fixed seed (greedy decodes stay reproducible); if none is, the greedy decode stays. ``distinct`` (greedy only: the
     points of an ``interpolate`` line, a grid, the archetypes): a molecule that an earlier point already has is
     replaced, the same way, by the most likely of those samples that is new to the set and inside the range; if
     none is, the repeat stays. Both logged.
@@ -90,12 +93,12 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     if guarded[0]:
         lo, hi = vocabulary.heavy_atoms
         log.info("%d of %d greedy decodes were no molecule or had a heavy-atom count outside the training molecules' "
-                 "5-95 %% range (%d-%d); %d replaced by the most likely of %d samples at temperature %g", guarded[0],
-                 len(latent), lo, hi, guarded[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
+                 "5-95 %% range (%d-%d); %d replaced by the most likely sample inside it %s", guarded[0],
+                 len(latent), lo, hi, guarded[1], _stage_words())
     if repeats[0]:
         log.info("%d of %d greedy decodes repeated an earlier point's molecule; %d replaced by the most likely new "
-                 "molecule of %d samples at temperature %g at their point (interpolate --allow-repeats keeps the "
-                 "greedy ones)", repeats[0], len(latent), repeats[1], SIZE_GUARD_TRIES, SIZE_GUARD_TEMPERATURE)
+                 "molecule at their point %s (interpolate --allow-repeats keeps the greedy ones)", repeats[0],
+                 len(latent), repeats[1], _stage_words())
     if redrawn[0]:
         log.info("%d of %d sampled SMILES strings were no molecule and were drawn again at the same latent points",
                  redrawn[0], len(latent))
@@ -106,29 +109,46 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     return out
 
 
+def _stage_words() -> str:
+    """The guard's sampling stages in words: '(32 samples at temperature 0.5, then 64 at 1, 256 at 1 where none fits)'."""
+    (n, t), rest = SIZE_GUARD_STAGES[0], SIZE_GUARD_STAGES[1:]
+    later = ", then " + ", ".join(f"{m} at {u:g}" for m, u in rest) + " where none fits" if rest else ""
+    return f"({n} samples at temperature {t:g}{later})"
+
+
 class RankedSamples:
-    """The molecules of ``SIZE_GUARD_TRIES`` samples at ``SIZE_GUARD_TEMPERATURE`` at one condition (C,), most
-    likely first (total log-probability under the decoder), each a molecule, no repeats; drawn with a fixed seed
-    and once per distinct point, so the result depends on the point alone."""
+    """Samples at one condition (C,), in the stages of ``SIZE_GUARD_STAGES``: each stage's molecules most likely
+    first (total log-probability under the decoder), no repeats; every stage drawn with its own fixed seed and at
+    most once per distinct point, so a result depends on the point alone."""
 
     def __init__(self, decoder, vocabulary, first):
         self.decoder, self.vocabulary, self.first = decoder, vocabulary, first
-        self._cache: dict[bytes, list[str]] = {}
+        self._cache: dict[bytes, list[list[str]]] = {}
 
-    def __call__(self, condition) -> list[str]:
+    def stage(self, condition, index: int) -> list[str]:
+        """Stage ``index``'s molecules at ``condition`` (C,), most likely first."""
         import torch
 
-        key = condition.cpu().numpy().tobytes()
-        if key not in self._cache:
-            cond = condition.unsqueeze(0).repeat(SIZE_GUARD_TRIES, 1)
-            generator = torch.Generator(device=cond.device).manual_seed(0)
-            tokens = self.decoder.generate(cond, temperature=SIZE_GUARD_TEMPERATURE, generator=generator,
-                                           first_allowed=self.first)
+        drawn_stages = self._cache.setdefault(condition.cpu().numpy().tobytes(), [])
+        while len(drawn_stages) <= index:
+            tries, temperature = SIZE_GUARD_STAGES[len(drawn_stages)]
+            cond = condition.unsqueeze(0).repeat(tries, 1)
+            generator = torch.Generator(device=cond.device).manual_seed(len(drawn_stages))
+            tokens = self.decoder.generate(cond, temperature=temperature, generator=generator, first_allowed=self.first)
             logp = self.decoder.sequence_log_prob(cond, tokens).cpu().numpy()
             drawn = self.vocabulary.decode(tokens.cpu().numpy())
             order = sorted((j for j in range(len(drawn)) if drawn[j] is not None), key=lambda j: -logp[j])
-            self._cache[key] = list(dict.fromkeys(drawn[j] for j in order))
-        return self._cache[key]
+            drawn_stages.append(list(dict.fromkeys(drawn[j] for j in order)))
+        return drawn_stages[index]
+
+    def best(self, condition, accept) -> str | None:
+        """The most likely molecule that ``accept`` takes, of the first stage at ``condition`` (C,) that has one
+        (later stages drawn only as needed); None if no stage has."""
+        for index in range(len(SIZE_GUARD_STAGES)):
+            found = next((s for s in self.stage(condition, index) if accept(s)), None)
+            if found is not None:
+                return found
+        return None
 
     def in_range(self, smiles: str | None) -> bool:
         """A molecule whose heavy atoms lie in the vocabulary's 5-95 % range (any molecule where it has none)."""
@@ -178,12 +198,11 @@ def _hold_to_size_range(ranked: RankedSamples, condition, smiles: list[str | Non
     smiles = list(smiles)
     counts[0] += len(outside)
     for i in outside:
-        drawn = ranked(condition[i])
-        fits = [s for s in drawn if ranked.in_range(s)]
-        if not fits and smiles[i] is None:  # no molecule at all: the most likely sample that is one
-            fits = drawn
-        if fits:
-            smiles[i] = fits[0]
+        fit = ranked.best(condition[i], ranked.in_range)
+        if fit is None and smiles[i] is None:  # no molecule at all: the most likely sample that is one
+            fit = ranked.best(condition[i], lambda s: True)
+        if fit is not None:
+            smiles[i] = fit
             counts[1] += 1
             if replaced is not None:
                 replaced.add(i + offset)
@@ -201,9 +220,9 @@ def _make_distinct(ranked: RankedSamples, condition_of, smiles: list[str | None]
         s = smiles[i]
         if s is not None and s in seen:
             counts[0] += 1
-            new = [c for c in ranked(condition_of(i)) if c not in seen and ranked.in_range(c)]
-            if new:
-                smiles[i] = new[0]
+            new = ranked.best(condition_of(i), lambda c: c not in seen and ranked.in_range(c))
+            if new is not None:
+                smiles[i] = new
                 counts[1] += 1
         if smiles[i] is not None:
             seen.add(smiles[i])
