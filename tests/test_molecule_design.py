@@ -360,7 +360,7 @@ def test_a_hotter_stage_is_drawn_only_where_the_first_has_nothing_inside_the_siz
     assert out == ["C" * 6, "CCCCC"] and counts == [2, 2]
     key = lambda point: condition[point].numpy().tobytes()
     assert len(ranked._cache[key(0)]) == 2 and len(ranked._cache[key(1)]) == 1
-    assert "then 4 at 1 where none fits" in generation._stage_words()
+    assert generation._stage_words() == "4 samples at temperature 0.5, then 4 at 1"
 
 
 def test_repeated_greedy_decodes_along_a_line_take_the_most_likely_new_molecule(monkeypatch):

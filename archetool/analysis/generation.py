@@ -93,12 +93,12 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
     if guarded[0]:
         lo, hi = vocabulary.heavy_atoms
         log.info("%d of %d greedy decodes were no molecule or had a heavy-atom count outside the training molecules' "
-                 "5-95 %% range (%d-%d); %d replaced by the most likely sample inside it %s", guarded[0],
-                 len(latent), lo, hi, guarded[1], _stage_words())
+                 "5-95 %% range (%d-%d); %d replaced by the most likely sample inside it (drawn: %s, until one fits)",
+                 guarded[0], len(latent), lo, hi, guarded[1], _stage_words())
     if repeats[0]:
         log.info("%d of %d greedy decodes repeated an earlier point's molecule; %d replaced by the most likely new "
-                 "molecule at their point %s (interpolate --allow-repeats keeps the greedy ones)", repeats[0],
-                 len(latent), repeats[1], _stage_words())
+                 "molecule at their point (drawn: %s, until one fits); interpolate --allow-repeats keeps the greedy "
+                 "ones", repeats[0], len(latent), repeats[1], _stage_words())
     if redrawn[0]:
         log.info("%d of %d sampled SMILES strings were no molecule and were drawn again at the same latent points",
                  redrawn[0], len(latent))
@@ -110,10 +110,9 @@ def generate_smiles(model, latent: np.ndarray, labels: np.ndarray | None = None,
 
 
 def _stage_words() -> str:
-    """The guard's sampling stages in words: '(32 samples at temperature 0.5, then 64 at 1, 256 at 1 where none fits)'."""
+    """The guard's sampling stages in words: '32 samples at temperature 0.5, then 64 at 1, then 256 at 1'."""
     (n, t), rest = SIZE_GUARD_STAGES[0], SIZE_GUARD_STAGES[1:]
-    later = ", then " + ", ".join(f"{m} at {u:g}" for m, u in rest) + " where none fits" if rest else ""
-    return f"({n} samples at temperature {t:g}{later})"
+    return ", then ".join([f"{n} samples at temperature {t:g}"] + [f"{m} at {u:g}" for m, u in rest])
 
 
 class RankedSamples:
