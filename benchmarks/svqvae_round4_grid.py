@@ -107,6 +107,7 @@ def main() -> None:
             model = archetool.fit(frame, model_options=dict(modopt), verbose=False, **kw)
             out = model.transform(model.prep.scale_x(x[test]))
             rec = scores(y[test], out["probs"], list(model.prep.classes))
+            rec.pop("_pred")
             summary = model.config["summary"]
             rec.update(seed=seed, epochs_run=summary["epochs_run"], best_epoch=summary["best_epoch"],
                        val_acc=summary.get("val_accuracy"), sec=time.perf_counter() - tic)
