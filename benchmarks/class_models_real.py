@@ -159,7 +159,8 @@ def archetool_model(kind, x, y, genes, train, test, seed, epochs, options, workd
         logits = -out["distances"].astype(np.float64) ** 2
         probs = np.exp(logits - logits.max(1, keepdims=True))
     summary = model.config["summary"]
-    extra = {k: summary[k] for k in ("active_class_dims", "active_shared_dims", "head_mix", "refit_epochs") if k in summary}
+    extra = {k: summary[k] for k in ("active_class_dims", "active_shared_dims", "head_mix", "linear_head_fit", "refit_epochs")
+             if k in summary}
     return {**scores(y[test], probs, list(model.prep.classes)), "epochs_run": summary["epochs_run"], **extra,
             "latent": int(model.module.latent_dim)}
 

@@ -270,7 +270,7 @@ def test_hparams_round_trip(trained):
     assert hp == model.hparams()
     assert set(hp) == {"n_features", "n_classes", "class_dim", "shared_dim", "hidden", "likelihood", "beta_c",
                        "class_separation", "decoder_sees_label", "class_prior", "dropout", "free_bits", "kl_warmup",
-                       "class_weight", "linear_head", "head_mix"}
+                       "class_weight", "linear_head", "head_mix", "linear_head_fit"}
     clone = build_model("nvae", **hp)
     clone.load_state_dict(model.state_dict())
     clone.eval()

@@ -97,6 +97,13 @@ def test_unknown_set_key_for_deepaa(table_csv, tmp_path):
              "unknown hyper-parameter 'foo'", "n_archetypes", after_progress=True)
 
 
+def test_unknown_linear_head_fit_for_nvae(table_csv, tmp_path):
+    one_line(run_cli("fit", table_csv, "--model", "nvae", "--label", "cls", "--set", "linear_head_fit=sgd",
+                     "--out", tmp_path / "m", *FAST_FIT),
+             "--model nvae: unknown linear_head_fit 'sgd'", "'auto', 'convex', 'joint'", after_progress=True)
+    assert not (tmp_path / "m").exists()
+
+
 def test_unwritable_output_names_the_target_not_a_temporary(tmp_path, table_csv):
     model = tmp_path / "m"
     assert run_cli("fit", table_csv, "--out", model, *FAST_FIT).exit_code == 0

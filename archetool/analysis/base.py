@@ -148,6 +148,11 @@ class ModelAnalysis:
     #: rows (``fit --refit``) takes them from the model before it, which never saw those rows
     calibration: tuple[str, ...] = ()
 
+    def after_training(self, module, data, train_index, val_index) -> dict:
+        """Fit what is fitted in closed form once the weights are trained (``train_index``: the rows the module
+        trained on; ``val_index``: its held-out rows, may be empty). Returns figures for config.json's summary."""
+        return {}
+
     def summary(self, model, data, val_index) -> dict:
         """config.json's model figures: :meth:`fit_summary` and :meth:`held_out_summary`."""
         return {**self.fit_summary(model, data), **self.held_out_summary(model, data, val_index)}

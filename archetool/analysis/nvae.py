@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,11 @@ ACTIVE_FRACTION = 0.25
 TRAVERSAL_VALUES = np.linspace(-2.5, 2.5, 7)
 #: decoded samples per class in prototypes.png
 PICTURE_SAMPLES = 6
+#: the convex linear read-out's penalty is cross-validated below this many training rows, else chosen on the
+#: validation rows (one fit per penalty instead of five)
+CONVEX_HEAD_CV_BELOW = 2000
+#: ... and fitted on at most this many training rows (a seeded random subset; float64 copy of the inputs)
+CONVEX_HEAD_MAX_ROWS = 20000
 
 
 def image_side(model) -> int | None:
@@ -98,6 +104,26 @@ def collapse_warning(n_active: int, module) -> str | None:
             f"--set free_bits=0.5 (now {module.free_bits:g}) and --set kl_warmup=20 (now {module.kl_warmup})")
 
 
+def _choose_read_out(module, val, weight: torch.Tensor, bias: torch.Tensor) -> tuple[str, float, dict]:
+    """("joint" or "convex", its head_mix, {read-out: q(y|x)'s mean log loss}) on the validation rows val = (x (n, p)
+    float64, labels (n,)): the trained linear read-out against the convex one (weight (K, p), bias (K,)), each mixed
+    with the trunk at its own head_mix (:func:`fit_head_mix`; a head_mix set by the user is kept). Ties keep the trained one."""
+    import torch.nn.functional as F
+
+    x, labels = val
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        _, _, trunk, trained = module._encode_heads(x.to(module.linear_classifier.weight.dtype))
+    module.train(was_training)
+    trunk, losses, mixes = trunk.double(), {}, {}
+    for name, linear in (("joint", trained.double()), ("convex", x @ weight.T + bias)):
+        mixes[name] = fit_head_mix(trunk, linear, labels) if module.head_mix is None else module.head_mix
+        losses[name] = float(F.cross_entropy((1 - mixes[name]) * trunk + mixes[name] * linear, labels))
+    choice = "convex" if losses["convex"] < losses["joint"] else "joint"
+    return choice, mixes[choice], losses
+
+
 class NVAEAnalysis(ModelAnalysis):
     # --- fit --------------------------------------------------------------------------------------
     def check_options(self, options) -> None:
@@ -127,7 +153,7 @@ class NVAEAnalysis(ModelAnalysis):
         hp.update(options.model_options)
         return hp
 
-    calibration = ("head_mix",)
+    calibration = ("head_mix", "linear_head_fit")
 
     def fit_summary(self, model, data) -> dict:
         """Active latent dimensions (warns when few are); records the per-class KL of every latent dimension on
@@ -143,6 +169,53 @@ class NVAEAnalysis(ModelAnalysis):
         warning = collapse_warning(out["active_class_dims"] + out["active_shared_dims"], module)
         if warning:
             log.warning("%s", warning)
+        return out
+
+    def after_training(self, module, data, train_index, val_index) -> dict:
+        """The linear read-out's weights (``linear_head_fit``, NVAE docstring). "convex" replaces the trained ones
+        with an L2-penalised logistic regression on the training rows, fitted to convergence, its penalty
+        cross-validated on those rows (chosen on the validation rows from CONVEX_HEAD_CV_BELOW training rows up; at
+        most CONVEX_HEAD_MAX_ROWS rows, a seeded random subset). "auto" fits it too, then keeps whichever read-out,
+        the convex or the trained one, gives q(y|x) the lower log loss on the validation rows, each at its own
+        ``head_mix`` (:func:`fit_head_mix`), and records the choice; without validation rows it keeps the trained one."""
+        from archetool.training.logistic import choose_l2, fit_logistic
+
+        head = module.linear_classifier
+        if head is None or module.linear_head_fit == "joint":
+            return {}
+        if module.linear_head_fit == "auto" and not len(val_index):
+            module.linear_head_fit = "joint"
+            return {"linear_head_fit": "joint"}
+        tic = time.perf_counter()
+        rows = np.asarray(train_index)
+        if len(rows) > CONVEX_HEAD_MAX_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(rows, CONVEX_HEAD_MAX_ROWS, replace=False))
+        device = head.weight.device
+
+        def tensors(index):
+            return (torch.from_numpy(np.ascontiguousarray(data.x[index], dtype=np.float64)).to(device),
+                    torch.from_numpy(np.asarray(data.label[index], dtype=np.int64)).to(device))
+
+        x, y = tensors(rows)
+        val = tensors(np.asarray(val_index)) if len(val_index) else None
+        by_val = len(rows) >= CONVEX_HEAD_CV_BELOW and val is not None
+        l2, _ = choose_l2(x, y, module.n_classes, held_out=val if by_val else None)
+        weight, bias = fit_logistic(x, y, module.n_classes, l2)
+        out = {"linear_head_l2": l2}
+        if module.linear_head_fit == "auto":
+            choice, mix, losses = _choose_read_out(module, val, weight, bias)
+            module.linear_head_fit, module.head_mix = choice, mix
+            out.update({"linear_head_fit": choice, "head_mix": mix})
+            log.info("linear read-out: q(y|x)'s validation log loss %.4g with the trained one, %.4g with a convex one "
+                     "(L2 %g per row, by %s): keeping the %s one (head_mix %g)", losses["joint"], losses["convex"], l2,
+                     "the validation rows" if by_val else "cross-validation", "trained" if choice == "joint" else "convex", mix)
+            if choice == "joint":
+                return out
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        log.info("linear read-out: logistic regression with L2 penalty %g per row fitted on %d rows (%.1fs)", l2, len(rows),
+                 time.perf_counter() - tic)
         return out
 
     def held_out_summary(self, model, data, val_index) -> dict:
