@@ -312,7 +312,7 @@ def _fit(options: FitOptions, out: Path):
         refitted, refit = _refit_all_rows(options, hparams, data, prep, config, result, device, dist_info, out, retune)
         model_adapter.carry_calibration(module, refitted)
         module = refitted
-        closed_form.update(model_adapter.after_training(module, data, np.arange(len(data.ids)), np.arange(0)))
+        closed_form.update(model_adapter.after_training(module, data, np.arange(len(data.ids)), np.arange(0), closed_form))
     decoder_result = _train_decoder(options, module, data, config, device, dist_info, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)

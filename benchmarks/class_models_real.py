@@ -285,7 +285,7 @@ def main(argv=None) -> pd.DataFrame:
              f"{time.perf_counter() - tic_all:.0f} s in all. Machine shared with other jobs.", "", f"    {command}", "",
              f"Held-out test rows (stratified 80/20), mean ± SD over seeds {args.seeds}; log loss in nats (lower is better).",
              "", markdown(rows), ""]
-    extra_cols = [c for c in ("active_class_dims", "active_shared_dims", "head_mix", "latent", "epochs_run", "refit_epochs", "C")
+    extra_cols = [c for c in ("active_class_dims", "active_shared_dims", "head_mix", "linear_head_fit", "latent", "epochs_run", "refit_epochs", "C")
                   if c in table]
     per_seed = table[["dataset", "seed", "method", *METRICS, *extra_cols, "seconds"]]
     lines += ["Per seed:", "", markdown(per_seed.to_dict("records")), ""]

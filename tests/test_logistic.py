@@ -91,15 +91,16 @@ def test_choose_l2_on_held_out_rows_and_with_a_one_row_class():
 
 
 @pytest.mark.parametrize("how", ["convex", "joint", "auto"])
-def test_fitted_nvae_keeps_its_linear_read_out(how, tmp_path):
+def test_fitted_nvae_keeps_its_linear_read_out(how, tmp_path, caplog):
     """"convex": the linear read-out is the penalised logistic regression of every training row (the fit refits on
     all 120 rows) at the penalty config.json records, saved with the model; "joint" keeps the trained weights;
     "auto" records its choice, which the refit keeps."""
     x, y = _blobs(n_per_class=40, p=6, seed=2)
     frame = pd.DataFrame(x.numpy(), columns=[f"f{j}" for j in range(6)])
     frame["cls"] = np.array(["a", "b", "c"])[y.numpy()]
-    model = archetool.fit(frame, model="nvae", label="cls", epochs=4, seed=0, device="cpu", progress_bar=False,
-                          out=str(tmp_path / how), model_options={"linear_head_fit": how})
+    with caplog.at_level("INFO", logger="archetool"):
+        model = archetool.fit(frame, model="nvae", label="cls", epochs=4, seed=0, device="cpu", progress_bar=False,
+                              out=str(tmp_path / how), model_options={"linear_head_fit": how})
     summary = model.config["summary"]
     head = model.module.linear_classifier
     if how == "joint":
@@ -111,6 +112,9 @@ def test_fitted_nvae_keeps_its_linear_read_out(how, tmp_path):
         if summary["linear_head_fit"] == "joint":
             return
     assert summary["refit_rows"] == 120 and summary["linear_head_l2"] in L2_GRID
+    if how == "convex":  # cross-validated once, on the first model's rows; the refit reuses the penalty
+        fits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("linear read-out: logistic")]
+        assert len(fits) == 2 and "by cross-validation" in fits[0] and "by the model before the refit" in fits[1], fits
     xs = torch.from_numpy(np.asarray(model.prep.scale_x(x.numpy()), dtype=np.float64))
     labels = torch.from_numpy(np.searchsorted(np.asarray(model.prep.classes), frame["cls"].to_numpy()))
     w, b = fit_logistic(xs, labels, 3, summary["linear_head_l2"])

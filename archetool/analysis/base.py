@@ -148,9 +148,10 @@ class ModelAnalysis:
     #: rows (``fit --refit``) takes them from the model before it, which never saw those rows
     calibration: tuple[str, ...] = ()
 
-    def after_training(self, module, data, train_index, val_index) -> dict:
+    def after_training(self, module, data, train_index, val_index, chosen: dict | None = None) -> dict:
         """Fit what is fitted in closed form once the weights are trained (``train_index``: the rows the module
-        trained on; ``val_index``: its held-out rows, may be empty). Returns figures for config.json's summary."""
+        trained on; ``val_index``: its held-out rows, may be empty; ``chosen``: what this returned for the model
+        before a refit, whose choices the refit keeps). Returns figures for config.json's summary."""
         return {}
 
     def summary(self, model, data, val_index) -> dict:

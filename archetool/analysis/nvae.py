@@ -171,13 +171,14 @@ class NVAEAnalysis(ModelAnalysis):
             log.warning("%s", warning)
         return out
 
-    def after_training(self, module, data, train_index, val_index) -> dict:
+    def after_training(self, module, data, train_index, val_index, chosen: dict | None = None) -> dict:
         """The linear read-out's weights (``linear_head_fit``, NVAE docstring). "convex" replaces the trained ones
         with an L2-penalised logistic regression on the training rows, fitted to convergence, its penalty
         cross-validated on those rows (chosen on the validation rows from CONVEX_HEAD_CV_BELOW training rows up; at
         most CONVEX_HEAD_MAX_ROWS rows, a seeded random subset). "auto" fits it too, then keeps whichever read-out,
         the convex or the trained one, gives q(y|x) the lower log loss on the validation rows, each at its own
-        ``head_mix`` (:func:`fit_head_mix`), and records the choice; without validation rows it keeps the trained one."""
+        ``head_mix`` (:func:`fit_head_mix`), and records the choice; without validation rows it keeps the trained one.
+        A refit (``chosen``: the first model's figures) reuses the first model's penalty."""
         from archetool.training.logistic import choose_l2, fit_logistic
 
         head = module.linear_classifier
@@ -199,7 +200,11 @@ class NVAEAnalysis(ModelAnalysis):
         x, y = tensors(rows)
         val = tensors(np.asarray(val_index)) if len(val_index) else None
         by_val = len(rows) >= CONVEX_HEAD_CV_BELOW and val is not None
-        l2, _ = choose_l2(x, y, module.n_classes, held_out=val if by_val else None)
+        if chosen and chosen.get("linear_head_l2") is not None:
+            l2, how = float(chosen["linear_head_l2"]), "the model before the refit"
+        else:
+            l2, _ = choose_l2(x, y, module.n_classes, held_out=val if by_val else None)
+            how = "the validation rows" if by_val else "cross-validation"
         weight, bias = fit_logistic(x, y, module.n_classes, l2)
         out = {"linear_head_l2": l2}
         if module.linear_head_fit == "auto":
@@ -207,15 +212,16 @@ class NVAEAnalysis(ModelAnalysis):
             module.linear_head_fit, module.head_mix = choice, mix
             out.update({"linear_head_fit": choice, "head_mix": mix})
             log.info("linear read-out: q(y|x)'s validation log loss %.4g with the trained one, %.4g with a convex one "
-                     "(L2 %g per row, by %s): keeping the %s one (head_mix %g)", losses["joint"], losses["convex"], l2,
-                     "the validation rows" if by_val else "cross-validation", "trained" if choice == "joint" else "convex", mix)
+                     "(L2 %g per row, by %s; %.1fs): keeping the %s one (head_mix %g)", losses["joint"], losses["convex"], l2,
+                     how, time.perf_counter() - tic, "trained" if choice == "joint" else "convex", mix)
             if choice == "joint":
                 return out
         with torch.no_grad():
             head.weight.copy_(weight)
             head.bias.copy_(bias)
-        log.info("linear read-out: logistic regression with L2 penalty %g per row fitted on %d rows (%.1fs)", l2, len(rows),
-                 time.perf_counter() - tic)
+        if "linear_head_fit" not in out:  # ("auto" said it above)
+            log.info("linear read-out: logistic regression with L2 penalty %g per row (by %s) fitted on %d rows (%.1fs)", l2,
+                     how, len(rows), time.perf_counter() - tic)
         return out
 
     def held_out_summary(self, model, data, val_index) -> dict:
