@@ -302,7 +302,7 @@ def _fit(options: FitOptions, out: Path):
         out.mkdir(parents=True, exist_ok=True)
     retune = training_threads(options, device)  # re-tuned after every epoch of the restarts and the refit
     module, result, config, restarts = _train_restarts(options, hparams, data, prep, device, dist_info, out, groups, retune)
-    closed_form = model_adapter.after_training(module, data, result.train_index, result.val_index)
+    post_training = model_adapter.after_training(module, data, result.train_index, result.val_index)
     held_out, refit = None, None
     if options.refit and not len(result.val_index):
         log.info("--refit: no validation rows were held out, so the model already trained on every row")
@@ -312,7 +312,7 @@ def _fit(options: FitOptions, out: Path):
         refitted, refit = _refit_all_rows(options, hparams, data, prep, config, result, device, dist_info, out, retune)
         model_adapter.carry_calibration(module, refitted)
         module = refitted
-        closed_form.update(model_adapter.after_training(module, data, np.arange(len(data.ids)), np.arange(0), closed_form))
+        post_training.update(model_adapter.after_training(module, data, np.arange(len(data.ids)), np.arange(0), post_training))
     decoder_result = _train_decoder(options, module, data, config, device, dist_info, groups)
     model = ArchetoolModel(module.cpu(), prep, {}, result.history)
     split = np.full(len(data.ids), "train", dtype=object)
@@ -336,7 +336,7 @@ def _fit(options: FitOptions, out: Path):
                         "decoder_val_tokens": round(float(decoder_result.best_val), 4)})
     if len(restarts) > 1:
         summary["restart_kept"] = f"{result.restart + 1}/{len(restarts)}"
-    summary.update(closed_form)
+    summary.update(post_training)
     if refit is None:
         summary.update(model_adapter.summary(model, data, result.val_index))
     else:  # val_* are the figures of the model before the refit on its validation rows

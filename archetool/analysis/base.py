@@ -149,7 +149,7 @@ class ModelAnalysis:
     calibration: tuple[str, ...] = ()
 
     def after_training(self, module, data, train_index, val_index, chosen: dict | None = None) -> dict:
-        """Fit what is fitted in closed form once the weights are trained (``train_index``: the rows the module
+        """Fit what is fitted outside the training loop once the weights are trained (``train_index``: the rows the module
         trained on; ``val_index``: its held-out rows, may be empty; ``chosen``: what this returned for the model
         before a refit, whose choices the refit keeps). Returns figures for config.json's summary."""
         return {}
