@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 import tempfile
 import time
@@ -279,7 +281,9 @@ def main(argv=None) -> pd.DataFrame:
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / f"{args.name}.csv", index=False)
     rows = summary_rows(table, models)
-    command = "OMP_NUM_THREADS=2 nice -n 10 python benchmarks/class_models_real.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/class_models_real.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     lines = [f"# nvae and svqvae against logistic regression on real tables", "",
              f"{machine()}; load before/after {load_average()}; {time.strftime('%Y-%m-%d')}; "
              f"{time.perf_counter() - tic_all:.0f} s in all. Machine shared with other jobs.", "", f"    {command}", "",
