@@ -77,7 +77,7 @@ def choose_l2(x: torch.Tensor, y: torch.Tensor, n_classes: int, grid=L2_GRID, se
     grid = sorted((float(v) for v in grid), reverse=True)
     y = y.long()
     if held_out is not None:
-        splits = [(torch.ones_like(y, dtype=torch.bool), held_out)]
+        splits = [(slice(None), held_out)]  # every row trains (a view: no copy of x per penalty)
     else:
         smallest = int(torch.bincount(y, minlength=n_classes)[torch.unique(y)].min())
         n_folds = min(MAX_FOLDS, smallest)
